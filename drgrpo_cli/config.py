@@ -1,0 +1,277 @@
+"""One frozen dataclass, the single source of truth for a run, saved as ``<out>/config.json``.
+
+Choices made here and why:
+
+* The two biases are two independent knobs, never one coupled "critic type" (oat's ``critic_type``
+  couples them; TRL's ``scale_rewards`` x ``loss_type`` does not):
+    - ``adv_scale``: ``group`` (GRPO, divide by the group's std), ``batch`` (Lite PPO, the batch's std),
+      ``none`` (Dr. GRPO, no division);
+    - ``loss_agg``: ``seq_mean`` (GRPO, 1/|o_i| per response), ``token_mean`` (DAPO, one mean over all
+      tokens), ``max_tokens`` (Dr. GRPO, one constant 1/L_max for the run), ``seq_sum`` (no normalizer).
+* Presets set both knobs and nothing hidden besides what is listed in ``PRESETS``.
+* The std estimator is Bessel-corrected (``adv_std_ddof=1``, as torch, oat, TRL and verl) with
+  ``adv_eps=1e-6`` (verl's); both are explicit fields so a run records exactly what it used.
+* ``loss_max_tokens`` defaults to the generation budget ``max_tokens`` (the paper's code divides by the
+  generation budget); it is resolved once at validation, so the saved config holds the number used.
+* Validation happens here, before any work: every bad value raises ``ConfigError`` with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ADV_SCALES = ("group", "batch", "none")
+LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum")
+BACKENDS = ("auto", "hf", "vllm")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+#: What each preset sets. Nothing else changes with a preset.
+PRESETS: dict[str, dict[str, Any]] = {
+    # GRPO as in DeepSeekMath / the Dr. GRPO paper's Eq. 3: std-scaled advantages, per-response 1/|o_i|.
+    "grpo": {"adv_scale": "group", "loss_agg": "seq_mean"},
+    # Dr. GRPO: mean-centred advantages, one constant 1/MAX_TOKENS for the run.
+    "drgrpo": {"adv_scale": "none", "loss_agg": "max_tokens"},
+    # DAPO's loss: std-scaled advantages, token-level mean over the batch, clip-higher (0.2 / 0.28).
+    # DAPO's dynamic sampling and overlong reward shaping are not part of this preset.
+    "dapo": {"adv_scale": "group", "loss_agg": "token_mean", "epsilon_high": 0.28},
+}
+
+
+class ConfigError(ValueError):
+    """A bad or conflicting configuration value; its message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- the two bias knobs -------------------------------------------------------------------
+    adv_scale: str = "group"
+    loss_agg: str = "seq_mean"
+    adv_std_ddof: int = 1
+    adv_eps: float = 1e-6
+    loss_max_tokens: int | None = None  # None -> max_tokens (resolved by validate())
+
+    # --- run ------------------------------------------------------------------------------------
+    steps: int = 200
+    seed: int = 0
+    task: str = "builtin"  # builtin | math
+    model: str = "builtin"  # builtin | hub id | local directory
+    backend: str = "auto"  # auto | hf | vllm
+    device: str = "cpu"
+    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    gradient_checkpointing: bool = False
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+    # --- sampling -------------------------------------------------------------------------------
+    group_size: int = 8
+    prompts_per_step: int = 16
+    max_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    # --- optimisation (PPO knobs) ---------------------------------------------------------------
+    lr: float = 1e-3
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # None -> epsilon (symmetric clip)
+    beta: float = 0.0  # KL penalty (k3); a reference model is loaded only when > 0
+    ppo_epochs: int = 1
+    mini_batches: int = 1  # optimizer steps per epoch over one rollout batch
+    micro_batches: int = 1  # gradient-accumulation splits of each mini-batch
+
+    # --- built-in task --------------------------------------------------------------------------
+    derail_prob: float = 0.5  # share of rollouts the environment starts with a wrong turn
+
+    # --- math task (real models) ------------------------------------------------------------------
+    dataset: str | None = None
+    eval_datasets: tuple[str, ...] = ()
+    question_field: str = "problem"
+    answer_field: str = "answer"
+    template: str = "none"
+    eval_max_prompts: int = 128
+
+    # --- logging / eval / checkpoints ------------------------------------------------------------
+    eval_every: int = 20
+    samples_per_step: int = 4
+    checkpoint_every: int = 20
+
+    # ------------------------------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        """Check every value and resolve defaults; returns the resolved config or raises ConfigError."""
+        if self.adv_scale not in ADV_SCALES:
+            raise ConfigError(f"adv_scale must be one of {', '.join(ADV_SCALES)}, got {self.adv_scale!r}")
+        if self.loss_agg not in LOSS_AGGS:
+            raise ConfigError(f"loss_agg must be one of {', '.join(LOSS_AGGS)}, got {self.loss_agg!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.task not in ("builtin", "math"):
+            raise ConfigError(f"task must be 'builtin' or 'math', got {self.task!r}")
+        positive = ("steps", "group_size", "prompts_per_step", "max_tokens", "ppo_epochs", "mini_batches",
+                    "micro_batches", "eval_max_prompts")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "samples_per_step", "checkpoint_every", "threads", "adv_std_ddof", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ConfigError("group_size must be >= 2: a group-relative advantage needs two responses")
+        if self.adv_scale != "none" and self.adv_std_ddof >= self.group_size:
+            raise ConfigError(f"adv_std_ddof={self.adv_std_ddof} needs group_size > ddof")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.epsilon < 1:
+            raise ConfigError(f"epsilon must be in [0, 1), got {self.epsilon}")
+        if self.epsilon_high is not None and self.epsilon_high < 0:
+            raise ConfigError(f"epsilon_high must be >= 0, got {self.epsilon_high}")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        if not self.adv_eps >= 0:
+            raise ConfigError(f"adv_eps must be >= 0, got {self.adv_eps}")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}")
+        if not 0 <= self.derail_prob <= 1:
+            raise ConfigError(f"derail_prob must be in [0, 1], got {self.derail_prob}")
+        if self.loss_max_tokens is not None and self.loss_max_tokens < 1:
+            raise ConfigError(f"loss_max_tokens must be >= 1, got {self.loss_max_tokens}")
+        batch = self.prompts_per_step * self.group_size
+        if batch % self.mini_batches:
+            raise ConfigError(f"mini_batches={self.mini_batches} must divide prompts_per_step*group_size={batch}")
+        if (batch // self.mini_batches) % self.micro_batches:
+            raise ConfigError(f"micro_batches={self.micro_batches} must divide the mini-batch size "
+                              f"{batch // self.mini_batches}")
+        if self.task == "math" and not self.dataset:
+            raise ConfigError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
+        if self.task == "builtin" and self.dataset:
+            raise ConfigError("--dataset needs --task math (the built-in task has its own problems)")
+        resolved = self
+        if self.loss_max_tokens is None:
+            resolved = dataclasses.replace(resolved, loss_max_tokens=self.max_tokens)
+        if self.epsilon_high is None:
+            resolved = dataclasses.replace(resolved, epsilon_high=self.epsilon)
+        return resolved
+
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def arm(self) -> str:
+        """A readable name for the pair of bias knobs (GRPO, Dr. GRPO, ...)."""
+        return arm_label(self.adv_scale, self.loss_agg)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["eval_datasets"] = list(self.eval_datasets)
+        return d
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        d = dict(d)
+        if "eval_datasets" in d:
+            d["eval_datasets"] = tuple(d["eval_datasets"] or ())
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+def coerce_value(key: str, value: Any) -> Any:
+    """Convert a string (from ``--set key=value`` or a grid file) to the type of the config field."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    if key not in types:
+        raise ConfigError(f"unknown config key {key!r}")
+    if not isinstance(value, str):
+        return tuple(value) if key == "eval_datasets" and isinstance(value, list) else value
+    t = str(types[key])
+    v = value.strip()
+    try:
+        if t.startswith("bool"):
+            if v.lower() in ("1", "true", "yes", "on"):
+                return True
+            if v.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(v)
+        if v.lower() in ("none", "null") and "None" in t:
+            return None
+        if t.startswith("int"):
+            return int(v)
+        if t.startswith("float"):
+            return float(v)
+        if t.startswith("tuple"):
+            return tuple(s for s in v.split(",") if s)
+    except ValueError:
+        raise ConfigError(f"{key}: cannot read {value!r} as {t}") from None
+    return v
+
+
+def arm_label(adv_scale: str, loss_agg: str) -> str:
+    names = {
+        ("group", "seq_mean"): "GRPO",
+        ("none", "max_tokens"): "Dr. GRPO",
+        ("none", "seq_mean"): "std-only fix",
+        ("group", "max_tokens"): "length-only fix",
+        ("group", "token_mean"): "DAPO loss",
+    }
+    return names.get((adv_scale, loss_agg), f"{adv_scale}/{loss_agg}")
+
+
+def apply_switches(
+    base: dict[str, Any],
+    *,
+    preset: str | None = None,
+    std: bool | None = None,
+    fixed_len: bool | None = None,
+    adv_scale: str | None = None,
+    loss_agg: str | None = None,
+) -> dict[str, Any]:
+    """Resolve ``--preset``, ``--std/--no-std``, ``--fixed-len/--seq-len``, ``--adv-scale``, ``--loss-agg``.
+
+    Each source may set each knob; two sources that set the same knob to different values are a
+    conflict (ConfigError), never silently resolved by precedence.
+    """
+    out = dict(base)
+    sources: dict[str, tuple[str, Any]] = {}
+
+    def put(key: str, value: Any, source: str) -> None:
+        if key in sources and sources[key][1] != value:
+            prev_src, prev_val = sources[key]
+            raise ConfigError(f"conflicting options: {prev_src} sets {key}={prev_val} but {source} sets {key}={value}")
+        sources[key] = (source, value)
+        out[key] = value
+
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        for k, v in PRESETS[preset].items():
+            put(k, v, f"--preset {preset}")
+    if std is not None:
+        put("adv_scale", "group" if std else "none", "--std" if std else "--no-std")
+    if fixed_len is not None:
+        put("loss_agg", "max_tokens" if fixed_len else "seq_mean", "--fixed-len" if fixed_len else "--seq-len")
+    if adv_scale is not None:
+        put("adv_scale", adv_scale, f"--adv-scale {adv_scale}")
+    if loss_agg is not None:
+        put("loss_agg", loss_agg, f"--loss-agg {loss_agg}")
+    return out

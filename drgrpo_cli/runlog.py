@@ -1,0 +1,122 @@
+"""The run-directory contract shared by ``train``, ``ablate`` and ``plot``.
+
+A run directory holds:
+
+* ``config.json``   - the resolved :class:`~drgrpo_cli.config.TrainConfig` (written before step 1);
+* ``metrics.jsonl`` - one flat JSON object per policy step, append-only, flushed every step;
+* ``samples.jsonl`` - a few decoded responses per step with reward and length;
+* ``checkpoint/``   - the latest resumable state (deleted when the run finishes);
+* ``summary.json``  - written last: ``{"status": "finished", ...}``, or ``{"status": "failed", "error": ...}``.
+
+State is derived from the files alone (no lock files, no database): ``finished`` if summary.json says
+so, ``failed`` if it says failed, ``partial`` if config.json exists without a finished summary, ``missing``
+otherwise. Readers tolerate a torn last line in metrics.jsonl (a run killed mid-write) and report it.
+JSON has no NaN: missing values (no incorrect responses this step, say) are written as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint"
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def dumps_row(row: dict[str, Any]) -> str:
+    return json.dumps({k: _clean(v) for k, v in row.items()}, allow_nan=False)
+
+
+class JsonlWriter:
+    """Append-only JSONL writer that flushes (and fsyncs) every row."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(dumps_row(row) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """Rows of a JSONL file and whether its last line was torn (unparseable, dropped)."""
+    path = Path(path)
+    if not path.exists():
+        return [], False
+    rows: list[dict[str, Any]] = []
+    torn = False
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                torn = True
+            else:
+                raise ValueError(f"{path}:{i + 1}: not a JSON object") from None
+    return rows, torn
+
+
+def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
+    """Rewrite a JSONL file atomically with only ``keep`` (used when resuming from a checkpoint)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(dumps_row(r) + "\n" for r in keep), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_clean) + "\n")
+    os.replace(tmp, path)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    p = Path(run_dir) / SUMMARY
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def run_state(run_dir: Path) -> str:
+    """``finished`` | ``failed`` | ``partial`` | ``missing`` (see the module docstring)."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") in ("finished", "failed"):
+        return summary["status"]
+    if (run_dir / CONFIG).exists():
+        return "partial"
+    return "missing"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
