@@ -1,0 +1,882 @@
+"""``drgrpo ablate``: run every point of a grid (see :mod:`drgrpo_cli.grid`) in parallel, resumably.
+
+Layout of a sweep directory (default ``results/<grid name>``)::
+
+    grid.json             the resolved grid: {"name", "source", "seeds", "base", "arms": {dir: label}, "runs": [...]}
+    summary.csv           one row per arm (columns in CSV_COLUMNS), rewritten at the end of every invocation
+    logs/<run>.log        the traceback of a run that failed (only when one did)
+    <arm slug>__seed<N>/  one run directory each (the contract of :mod:`drgrpo_cli.runlog`)
+
+Choices and why:
+
+* **One process per run** (multiprocessing ``spawn``), at most ``workers`` at a time, rather than a
+  ``ProcessPoolExecutor``: a worker killed by the OOM killer or ``os._exit`` breaks a whole pool (every
+  pending future gets ``BrokenProcessPool``), whereas a dead process here fails only its own run; a fresh
+  process per run also returns all of a run's memory (and GPU memory) before the next one starts. Spawn
+  costs well under a second per run, nothing next to training.
+* ``workers`` defaults to ``min(#runs to do, #CPUs)`` (1 when a run is on CUDA: several local runs would
+  share one GPU); each worker gets ``max(1, #CPUs // workers)`` torch threads through
+  ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set before torch is imported (and ``torch.set_num_threads`` if it
+  already is). ``config.threads`` is left alone so the saved config, and so resume, do not depend on the
+  number of workers.
+* Workers send each step's metrics row (a few keys) to the parent through a ``multiprocessing.Manager()``
+  queue (a manager queue survives a child killed mid-``put``; a plain ``mp.Queue`` may not); the parent
+  draws a ``rich.live.Live`` table when stdout is a terminal, and prints one line per start/finish otherwise.
+* **Failures are isolated**: an exception (NaN loss, CUDA OOM, bad data) is recorded by the trainer in
+  ``summary.json`` (status ``failed``) and reported to the parent with its traceback (``logs/<run>.log``);
+  a worker that dies without reporting (SIGKILL, ``os._exit``) is recorded by the parent, which writes
+  ``summary.json`` ``{"status": "failed", ...}`` if the run had started (``config.json`` exists). The other
+  runs go on; the result's ``exit_code`` is 1 and the failures are listed at the end.
+* **Resume**: the state of each run comes from its files (``runlog.run_state``) before anything starts.
+  ``finished`` -> skipped, untouched; ``partial`` -> ``train(resume=True)``; ``failed`` -> also
+  ``train(resume=True)`` (retried from its last checkpoint by default: most failures in a sweep are a
+  killed worker or a transient OOM, and a deterministic failure just fails again; ``--force`` gives a clean
+  rerun); ``missing`` -> a fresh run. ``force`` reruns everything from scratch (``train(force=True)``)
+  and replaces grid.json. A finished sweep is a fast no-op: no worker, no torch import.
+* ``dry_run`` lists the runs, their directories, states and what would happen, and writes nothing.
+* **Ray** (``backend="ray"``): the same plan, each run a ``ray.remote`` task with ``num_cpus`` = threads
+  per run and ``num_gpus`` = 1 for CUDA configs, ``max_retries=0`` (a crash is recorded, not silently
+  retried), at most ``workers`` in flight when given. Results go to the output path, which must be shared
+  between nodes. ``ray`` is imported only for this backend.
+* Summary per arm (``summary.csv`` and a rich table; ``ablate_status`` reads the same for ``--status``):
+  runs done/total/failed; over *finished* runs only, each run's mean over its last 10% of steps of
+  ``train/reward`` and ``train/accuracy``, its last ``eval/accuracy``, and its incorrect- and correct-length
+  growth (``metrics_math.length_growth``: last 20% minus first 10%), then the mean over seeds. Partial runs
+  are left out so every number is about the same training length.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import queue as queue_mod
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .config import TrainConfig, arm_label
+from .grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_grid_json, write_grid_json
+from .metrics_math import length_growth, mean, tail_mean
+from .runlog import CONFIG, METRICS, SUMMARY, read_jsonl, run_state, write_json_atomic
+
+BACKENDS = ("local", "ray")
+SUMMARY_CSV = "summary.csv"
+LOG_DIR = "logs"
+LIVE_KEYS = ("step", "train/reward", "train/accuracy", "train/len_correct", "train/len_incorrect", "eval/accuracy")
+CSV_COLUMNS = ("arm", "runs_done", "runs_total", "runs_failed", "final_reward", "final_accuracy", "eval_accuracy",
+               "len_incorrect_growth", "len_correct_growth")
+#: what happens to a run in each state (without --force)
+ACTIONS = {"finished": "skip", "partial": "resume", "failed": "retry", "missing": "start"}
+FINAL_FRAC = 0.1
+
+TrainFn = Callable[..., dict]
+
+
+class AblateError(ValueError):
+    """A user-facing error of the sweep runner (one line)."""
+
+
+@dataclass
+class RunResult:
+    name: str
+    arm: str
+    seed: int
+    dir: Path
+    before: str  # state before this invocation
+    action: str  # skip | start | resume | retry | restart | status
+    status: str  # state after: finished | failed | partial | missing
+    error: str | None = None
+    seconds: float | None = None
+    steps: int | None = None
+    step: int | None = None
+    last: dict[str, Any] = field(default_factory=dict)  # last metrics row seen (LIVE_KEYS only)
+    log: Path | None = None
+
+    @property
+    def train_kwargs(self) -> dict[str, bool]:
+        resume = self.action in ("resume", "retry")
+        force = self.action == "restart" or (self.action == "start" and self.dir.exists()
+                                             and any(self.dir.iterdir()))
+        return {"resume": resume, "force": force}
+
+
+@dataclass
+class ArmSummary:
+    arm: str
+    runs_total: int
+    runs_done: int
+    runs_failed: int
+    final_reward: float | None
+    final_accuracy: float | None
+    eval_accuracy: float | None
+    len_incorrect_growth: float | None
+    len_correct_growth: float | None
+    dirs: list[str] = field(default_factory=list)
+
+    def csv_row(self) -> list[str]:
+        return [self.arm, str(self.runs_done), str(self.runs_total), str(self.runs_failed),
+                *(_num(getattr(self, c)) for c in CSV_COLUMNS[4:])]
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    name: str
+    runs: list[RunResult]
+    arms: list[ArmSummary]
+    dry_run: bool = False
+    backend: str = "local"
+    workers: int = 0
+    threads: int = 0
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.runs if r.status == "failed" and r.action != "status"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+# ------------------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else format(x, ".6g")
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    msg = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in LIVE_KEYS if k in row}
+
+
+def _limit_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            torch.set_num_threads(n)
+        except Exception:  # pragma: no cover - torch refuses after parallel work started
+            pass
+
+
+def _is_cuda(cfg: TrainConfig) -> bool:
+    return str(cfg.device).startswith("cuda")
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's metrics rows, one per step (the last row of a step wins), sorted by step; [] if unreadable."""
+    try:
+        rows, _torn = read_jsonl(Path(run_dir) / METRICS)
+    except (ValueError, OSError):
+        return []
+    by_step: dict[int, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        if isinstance(r, dict):
+            by_step[int(r.get("step", i + 1))] = r
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _steps_of(run_dir: Path, default: int | None = None) -> int | None:
+    try:
+        return int(json.loads((Path(run_dir) / CONFIG).read_text()).get("steps", default))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return default
+
+
+# ------------------------------------------------------------------------------------------------------
+# planning
+
+
+def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False) -> list[RunResult]:
+    out = []
+    for spec in grid.runs:
+        d = Path(sweep_dir) / spec.name
+        state = run_state(d)
+        action = "restart" if force and state != "missing" else ACTIONS[state]
+        r = RunResult(name=spec.name, arm=spec.arm, seed=spec.seed, dir=d, before=state, action=action,
+                      status=state, steps=spec.config.steps)
+        if state in ("finished", "partial", "failed") and not force:
+            rows = read_rows(d)
+            if rows:
+                r.step = rows[-1].get("step")
+                r.last = _slim(rows[-1])
+        out.append(r)
+    return out
+
+
+def plan_workers(todo: Sequence[RunResult], specs: dict[str, RunSpec], workers: int | None) -> tuple[int, int]:
+    """(number of worker processes, torch threads per worker) for the local backend."""
+    cpus = _cpu_count()
+    if not todo:
+        return 0, 0
+    if workers is None:
+        n = 1 if any(_is_cuda(specs[r.name].config) for r in todo) else min(len(todo), cpus)
+    else:
+        n = workers
+    n = max(1, min(n, len(todo)))
+    return n, max(1, cpus // n)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the code that runs inside a worker (a spawned process or a Ray task)
+
+
+def _payload(job: RunResult, spec: RunSpec) -> dict[str, Any]:
+    return {"name": job.name, "dir": str(job.dir), "config": spec.config, **job.train_kwargs}
+
+
+def _load_train_fn(fn_blob: bytes | None) -> TrainFn:
+    if fn_blob is not None:
+        return pickle.loads(fn_blob)
+    from .trainer import train  # noqa: PLC0415 - heavy (torch), imported in the worker only
+
+    return train
+
+
+def _execute(fn_blob: bytes | None, payload: dict[str, Any], put: Callable[[str, Any], None]) -> dict[str, Any]:
+    """Run one training run; never raises: returns {"ok", "status" | "error", "traceback", "seconds"}."""
+    t0 = time.monotonic()
+
+    def on_step(row: dict[str, Any]) -> None:
+        put("step", _slim(row))
+
+    try:
+        train_fn = _load_train_fn(fn_blob)
+        summary = train_fn(payload["config"], Path(payload["dir"]), resume=payload["resume"],
+                           force=payload["force"], on_step=on_step, progress=False)
+        status = summary.get("status") if isinstance(summary, dict) else None
+        return {"ok": True, "status": status, "seconds": time.monotonic() - t0}
+    except BaseException as e:  # noqa: BLE001 - everything a run raises is that run's failure
+        return {"ok": False, "error": _one_line(e), "traceback": traceback.format_exc(),
+                "seconds": time.monotonic() - t0}
+
+
+def _worker_body(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> dict[str, Any]:
+    _limit_threads(threads)
+    name = payload["name"]
+
+    def put(kind: str, data: Any) -> None:
+        try:
+            q.put((kind, name, data))
+        except Exception:  # the live view is best effort; never fail a run for it
+            pass
+
+    put("start", {"pid": os.getpid()})
+    report = _execute(fn_blob, payload, put)
+    put("done", report)
+    return report
+
+
+def _child_main(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> None:
+    """Entry point of a local worker process (one run)."""
+    try:  # Ctrl-C is the parent's business: it stops the workers and the runs stay resumable.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # pragma: no cover
+        pass
+    _worker_body(payload, fn_blob, threads, q)
+
+
+def _ray_task(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> dict[str, Any]:
+    """Body of the Ray task (one run)."""
+    return _worker_body(payload, fn_blob, threads, q)
+
+
+# ------------------------------------------------------------------------------------------------------
+# live view
+
+
+class _Board:
+    """Per-run rows of the live view, drawn with rich.live.Live on a terminal, else printed as lines."""
+
+    def __init__(self, runs: list[RunResult], console: Any, live: bool):
+        self.runs = {r.name: r for r in runs}
+        self.order = [r.name for r in runs]
+        self.console = console
+        self.live = live
+        self._live: Any = None
+        self.done = 0
+        self.total = sum(1 for r in runs if r.action != "skip")
+        self.state = {r.name: ("finished" if r.action == "skip" else "queued") for r in runs}
+        self.t0: dict[str, float] = {}
+
+    def __enter__(self) -> _Board:
+        if self.live:
+            from rich.live import Live
+
+            self._live = Live(self.table(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.update(self.table())
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self.table())
+
+    def launched(self, name: str) -> None:
+        self.state[name] = "starting"
+        self.t0[name] = time.monotonic()
+
+    def event(self, kind: str, name: str, data: Any) -> None:
+        r = self.runs.get(name)
+        if r is None:
+            return
+        if kind == "start":
+            self.state[name] = "running"
+            self.t0.setdefault(name, time.monotonic())
+            if not self.live:
+                self.console.print(f"start  {name}  ({r.arm}, seed {r.seed}, {r.action})", highlight=False)
+        elif kind == "step" and isinstance(data, dict):
+            self.state[name] = "running"
+            r.last.update(data)
+            if "step" in data:
+                r.step = data["step"]
+
+    def finished(self, r: RunResult) -> None:
+        self.done += 1
+        self.state[r.name] = r.status
+        if not self.live:
+            secs = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
+            if r.status == "failed":
+                self.console.print(f"FAILED {r.name}{secs}: {r.error}", highlight=False, markup=False)
+            else:
+                rew = r.last.get("train/reward")
+                extra = f", reward {rew:.3g}" if isinstance(rew, (int, float)) else ""
+                self.console.print(f"done   {r.name}{secs}{extra} [{self.done}/{self.total}]",
+                                   highlight=False, markup=False)
+        self.refresh()
+
+    def table(self) -> Any:
+        return runs_table(list(self.runs[n] for n in self.order), states=self.state)
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    return format(x, spec) if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
+
+
+_STATE_STYLE = {"finished": "green", "failed": "bold red", "running": "cyan", "starting": "cyan",
+                "partial": "yellow", "queued": "dim", "missing": "dim"}
+
+
+def runs_table(runs: Sequence[RunResult], *, states: dict[str, str] | None = None, title: str | None = None) -> Any:
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    t = Table(title=title, show_edge=False, pad_edge=False)
+    t.add_column("run", no_wrap=True, min_width=12)
+    t.add_column("state", no_wrap=True, min_width=8)
+    t.add_column("progress", no_wrap=True)
+    for col in ("step", "reward", "acc", "len ok", "len wrong"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in runs:
+        state = (states or {}).get(r.name, r.status)
+        steps = r.steps or 0
+        step = r.step or 0
+        bar = ProgressBar(total=max(steps, 1), completed=min(step, steps) if steps else 0, width=12)
+        t.add_row(r.name, f"[{_STATE_STYLE.get(state, '')}]{state}[/]", bar,
+                  f"{step}/{steps}" if steps else str(step), _fmt(r.last.get("train/reward")),
+                  _fmt(r.last.get("train/accuracy")), _fmt(r.last.get("train/len_correct"), ".1f"),
+                  _fmt(r.last.get("train/len_incorrect"), ".1f"))
+    return t
+
+
+def arms_table(arms: Sequence[ArmSummary], title: str | None = "per arm (finished runs, mean over seeds)") -> Any:
+    from rich.table import Table
+
+    t = Table(title=title, show_edge=False, pad_edge=False,
+              caption="reward, acc: mean over the last 10% of steps; eval acc: last eval; "
+                      "Δlen: mean over the last 20% minus the first 10%")
+    t.add_column("arm", min_width=10)
+    for col in ("done", "failed", "reward", "acc", "eval acc", "Δlen wrong", "Δlen ok"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for a in arms:
+        t.add_row(a.arm, f"{a.runs_done}/{a.runs_total}", str(a.runs_failed) if a.runs_failed else "",
+                  _fmt(a.final_reward), _fmt(a.final_accuracy), _fmt(a.eval_accuracy),
+                  _fmt(a.len_incorrect_growth, "+.1f"), _fmt(a.len_correct_growth, "+.1f"))
+    return t
+
+
+# ------------------------------------------------------------------------------------------------------
+# finishing one run (parent side)
+
+
+def _write_failed_summary(run_dir: Path, error: str) -> None:
+    rows = read_rows(run_dir)
+    write_json_atomic(Path(run_dir) / SUMMARY, {
+        "status": "failed",
+        "error": error,
+        "last_step": rows[-1].get("step") if rows else None,
+        "recorded_by": "drgrpo ablate",
+    })
+
+
+def _finish(job: RunResult, report: dict[str, Any] | None, death: str | None, sweep_dir: Path,
+            board: _Board, t0: float) -> None:
+    state = run_state(job.dir)
+    error: str | None = None
+    if report is None:
+        error = f"worker died ({death or 'unknown cause'}) before reporting"
+    elif not report.get("ok"):
+        error = report.get("error") or "failed"
+        tb = report.get("traceback")
+        if tb:
+            log = Path(sweep_dir) / LOG_DIR / f"{job.name}.log"
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(tb)
+                job.log = log
+            except OSError:
+                pass
+    elif state != "finished":
+        error = f"train returned but the run directory is {state}"
+    if error and state == "partial":
+        _write_failed_summary(job.dir, error)
+        state = run_state(job.dir)
+    job.status = "failed" if error else state
+    job.error = error
+    job.seconds = (report or {}).get("seconds") or (time.monotonic() - t0)
+    rows = read_rows(job.dir)
+    if rows:
+        job.step = rows[-1].get("step")
+        job.last = _slim(rows[-1])
+    board.finished(job)
+
+
+def _pump(get: Callable[[], Any], board: _Board, reports: dict[str, dict[str, Any]]) -> None:
+    """Handle every message available from a worker queue (``get`` raises queue.Empty when there is none)."""
+    while True:
+        try:
+            kind, name, data = get()
+        except queue_mod.Empty:
+            return
+        except (EOFError, OSError, ConnectionError, BrokenPipeError):
+            return
+        if kind == "done":
+            reports[name] = data
+        board.event(kind, name, data)
+
+
+# ------------------------------------------------------------------------------------------------------
+# backends
+
+
+def _run_local(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int, threads: int,
+               fn_blob: bytes | None, board: _Board, sweep_dir: Path) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        q = manager.Queue()
+        pending = deque(jobs)
+        running: dict[str, tuple[Any, RunResult, float]] = {}
+        reports: dict[str, dict[str, Any]] = {}
+
+        def wait_get() -> Any:
+            return q.get(timeout=0.2)
+
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    job = pending.popleft()
+                    p = ctx.Process(target=_child_main, args=(_payload(job, specs[job.name]), fn_blob, threads, q),
+                                    name=f"drgrpo-{job.name}")
+                    p.start()
+                    running[job.name] = (p, job, time.monotonic())
+                    board.launched(job.name)
+                try:
+                    kind, name, data = wait_get()
+                    if kind == "done":
+                        reports[name] = data
+                    board.event(kind, name, data)
+                except queue_mod.Empty:
+                    pass
+                _pump(q.get_nowait, board, reports)
+                for name, (p, job, t0) in list(running.items()):
+                    if p.exitcode is None:
+                        continue
+                    p.join()
+                    _pump(q.get_nowait, board, reports)  # what it sent before exiting
+                    _finish(job, reports.pop(name, None), _exit_text(p.exitcode), sweep_dir, board, t0)
+                    del running[name]
+                board.refresh()
+        except BaseException:
+            for p, _, _ in running.values():
+                p.terminate()
+            for p, job, _ in running.values():
+                p.join(10)
+                if p.exitcode is None:
+                    p.kill()
+                    p.join()
+                job.status = run_state(job.dir)
+                job.error = "interrupted"
+            raise
+
+
+def _import_ray() -> Any:
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        raise AblateError("the ray backend needs ray: pip install 'drgrpo[ray]'") from None
+    return ray
+
+
+def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | None, fn_blob: bytes | None,
+             board: _Board, sweep_dir: Path, address: str | None) -> tuple[int, int]:
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, ...
+            raise AblateError(f"cannot start or reach Ray (address={address!r}): {_one_line(e)}") from None
+        started = True
+    q = None
+    inflight: dict[Any, tuple[RunResult, float]] = {}
+    try:
+        res = ray.cluster_resources()
+        cpus = max(1, int(res.get("CPU", 1)))
+        node_cpus = max((int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
+                        default=cpus) or cpus
+        limit = workers or len(jobs)
+        per_run = max(1, min(node_cpus, cpus // max(1, min(limit, len(jobs)))))
+        need_gpu = [j.name for j in jobs if _is_cuda(specs[j.name].config)]
+        if need_gpu and res.get("GPU", 0) < 1:
+            raise AblateError(f"{need_gpu[0]} runs on CUDA but the Ray cluster has no GPU")
+        try:
+            from ray.util.queue import Queue  # noqa: PLC0415
+
+            q = Queue(actor_options={"num_cpus": 0})
+        except Exception:  # noqa: BLE001 - live rows are optional
+            q = None
+        remote = ray.remote(_ray_task)
+        pending = deque(jobs)
+        reports: dict[str, dict[str, Any]] = {}
+
+        def get_one() -> Any:
+            if q is None:
+                raise queue_mod.Empty
+            try:
+                return q.get_nowait()
+            except Exception as e:  # ray.util.queue.Empty subclasses queue.Empty
+                raise queue_mod.Empty from e
+
+        while pending or inflight:
+            while pending and len(inflight) < limit:
+                job = pending.popleft()
+                cfg = specs[job.name].config
+                ncpu = min(node_cpus, cfg.threads) if cfg.threads > 0 else per_run
+                ref = remote.options(num_cpus=ncpu, num_gpus=1 if _is_cuda(cfg) else 0, max_retries=0,
+                                     name=f"drgrpo:{job.name}").remote(_payload(job, specs[job.name]), fn_blob,
+                                                                        ncpu, q)
+                inflight[ref] = (job, time.monotonic())
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
+            _pump(get_one, board, reports)
+            for ref in ready:
+                job, t0 = inflight.pop(ref)
+                death = None
+                try:
+                    report = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - WorkerCrashedError, TaskCancelledError, ...
+                    report, death = None, _one_line(e)
+                _pump(get_one, board, reports)
+                reports.pop(job.name, None)
+                _finish(job, report, death, sweep_dir, board, t0)
+            board.refresh()
+        return limit, per_run
+    except BaseException:
+        for ref, (job, _) in inflight.items():
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+            job.status = run_state(job.dir)
+            job.error = "interrupted"
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------------
+# summary
+
+
+def sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int]]:
+    """(run dir name, arm label, seed) of a sweep: from grid.json, else from the run directories found."""
+    sweep_dir = Path(sweep_dir)
+    g = read_grid_json(sweep_dir)
+    if g is not None:
+        return [(r["dir"], r.get("arm") or g.get("arms", {}).get(r["dir"], r["dir"]), int(r.get("seed", 0)))
+                for r in g["runs"] if isinstance(r, dict) and "dir" in r]
+    out = []
+    for d in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file()):
+        try:
+            c = json.loads((d / CONFIG).read_text())
+            out.append((d.name, arm_label(c.get("adv_scale", "?"), c.get("loss_agg", "?")), int(c.get("seed", 0))))
+        except (OSError, ValueError):
+            out.append((d.name, d.name, 0))
+    return out
+
+
+def run_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """The per-run numbers of the summary, from its metrics rows (sorted by step)."""
+
+    def series(key: str) -> list[Any]:
+        return [r.get(key) for r in rows]
+
+    evals = [r["eval/accuracy"] for r in rows if isinstance(r.get("eval/accuracy"), (int, float))]
+    return {
+        "final_reward": tail_mean(series("train/reward"), FINAL_FRAC),
+        "final_accuracy": tail_mean(series("train/accuracy"), FINAL_FRAC),
+        "eval_accuracy": float(evals[-1]) if evals else None,
+        "len_incorrect_growth": length_growth(series("train/len_incorrect")),
+        "len_correct_growth": length_growth(series("train/len_correct")),
+    }
+
+
+def summarize(sweep_dir: Path, runs: Iterable[tuple[str, str, int]] | None = None) -> list[ArmSummary]:
+    """Per-arm summary of a sweep directory (see the module docstring), arms in grid order."""
+    sweep_dir = Path(sweep_dir)
+    runs = list(sweep_runs(sweep_dir) if runs is None else runs)
+    by_arm: dict[str, list[tuple[str, str]]] = {}
+    for d, arm, _seed in runs:
+        by_arm.setdefault(arm, []).append((d, run_state(sweep_dir / d)))
+    out = []
+    for arm, members in by_arm.items():
+        nums = [run_numbers(read_rows(sweep_dir / d)) for d, s in members if s == "finished"]
+        out.append(ArmSummary(
+            arm=arm,
+            runs_total=len(members),
+            runs_done=sum(s == "finished" for _, s in members),
+            runs_failed=sum(s == "failed" for _, s in members),
+            **{k: mean(n[k] for n in nums) for k in CSV_COLUMNS[4:]},
+            dirs=[d for d, _ in members],
+        ))
+    return out
+
+
+def summary_csv_text(arms: Sequence[ArmSummary]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for a in arms:
+        w.writerow(a.csv_row())
+    return buf.getvalue()
+
+
+def write_summary_csv(sweep_dir: Path, arms: Sequence[ArmSummary]) -> Path:
+    """Write ``<sweep>/summary.csv`` (left untouched when its content would not change)."""
+    path = Path(sweep_dir) / SUMMARY_CSV
+    text = summary_csv_text(arms)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".csv.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------
+# entry points
+
+
+def _console(console: Any) -> Any:
+    if console is not None:
+        return console
+    from rich.console import Console
+
+    c = Console()
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c = Console(width=120)  # logs and pipes: room for the tables instead of 80 columns
+    return c
+
+
+def ablate(
+    grid_path: Path | str | None = None,
+    *,
+    seeds: Sequence[int] | None = None,
+    sets: Sequence[str] = (),
+    out: Path | str | None = None,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    train_fn: TrainFn | None = None,
+    console: Any = None,
+    live: bool | None = None,
+) -> SweepResult:
+    """Run (or resume) every run of a grid; see the module docstring.
+
+    ``train_fn`` replaces ``drgrpo_cli.trainer.train`` (same signature; must be picklable: a module-level
+    function). ``console`` is a rich Console (default: stdout); ``live`` forces the live table on/off
+    (default: on when the console is a terminal). Raises GridError/AblateError for bad input, before any
+    run starts; failed runs do not raise: see ``SweepResult.failed`` / ``exit_code``.
+    """
+    if backend not in BACKENDS:
+        raise AblateError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if workers is not None and workers < 1:
+        raise AblateError(f"workers must be >= 1, got {workers}")
+    grid = load_grid(grid_path, seeds=seeds, sets=sets)
+    sweep_dir = Path(out) if out is not None else Path("results") / grid.name
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise AblateError(f"{sweep_dir}: exists and is not a directory")
+    check_grid_json(sweep_dir, grid, force=force)
+    specs = {s.name: s for s in grid.runs}
+    runs = plan_runs(grid, sweep_dir, force=force)
+    todo = [r for r in runs if r.action != "skip"]
+    n_workers, threads = plan_workers(todo, specs, workers)
+    con = _console(console)
+    result = SweepResult(sweep_dir=sweep_dir, name=grid.name, runs=runs, arms=[], dry_run=dry_run,
+                         backend=backend, workers=n_workers, threads=threads)
+
+    if dry_run:
+        con.print(f"[bold]{grid.name}[/]: {len(runs)} runs from {grid.source} -> {sweep_dir}/ "
+                  f"({len(todo)} to run, {backend}"
+                  + (f", {n_workers} workers x {threads} threads" if backend == "local" and todo else "") + ")")
+        con.print(plan_table(runs))
+        con.print("dry run: nothing was run or written", style="dim")
+        return result
+
+    if todo and train_fn is None:
+        import importlib.util
+
+        if importlib.util.find_spec("drgrpo_cli.trainer") is None:
+            raise AblateError("drgrpo_cli.trainer is not available in this installation")
+    if backend == "ray" and todo:
+        _import_ray()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_grid_json(sweep_dir, grid, force=force)
+
+    if todo:
+        fn_blob = pickle.dumps(train_fn) if train_fn is not None else None
+        use_live = con.is_terminal if live is None else live
+        done_before = len(runs) - len(todo)
+        con.print(f"[bold]{grid.name}[/]: {len(todo)} of {len(runs)} runs to do"
+                  + (f" ({done_before} finished, skipped)" if done_before else "") + f" -> {sweep_dir}/")
+        with _Board(runs, con, use_live) as board:
+            if backend == "local":
+                _run_local(todo, specs, n_workers, threads, fn_blob, board, sweep_dir)
+            else:
+                result.workers, result.threads = _run_ray(todo, specs, workers, fn_blob, board, sweep_dir, address)
+        if not use_live:
+            con.print(runs_table(runs))
+    else:
+        con.print(f"[bold]{grid.name}[/]: all {len(runs)} runs are finished; nothing to do ({sweep_dir}/)")
+
+    result.arms = summarize(sweep_dir)
+    write_summary_csv(sweep_dir, result.arms)
+    con.print(arms_table(result.arms))
+    _print_failures(con, result)
+    return result
+
+
+def plan_table(runs: Sequence[RunResult]) -> Any:
+    from rich.table import Table
+
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("run dir", "arm", "seed", "state", "step", "action"):
+        t.add_column(col)
+    for r in runs:
+        t.add_row(str(r.dir), r.arm, str(r.seed), r.before,
+                  f"{r.step or 0}/{r.steps}" if r.before != "missing" else "-", r.action)
+    return t
+
+
+def _print_failures(con: Any, result: SweepResult) -> None:
+    failed = result.failed
+    if not failed:
+        return
+    con.print(f"[bold red]{len(failed)} of {len(result.runs)} runs failed[/] "
+              f"(rerun the same command to retry them from their last checkpoint, or --force to restart):")
+    for r in failed:
+        where = f" (traceback: {r.log})" if r.log else ""
+        con.print(f"  {r.name}: {r.error}{where}", markup=False, highlight=False)
+
+
+def ablate_status(sweep_dir: Path | str, *, console: Any = None, show: bool = True) -> SweepResult:
+    """State of every run of an existing sweep directory and its per-arm summary; reads only."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise AblateError(f"{sweep_dir}: no such sweep directory")
+    g = read_grid_json(sweep_dir)
+    members = sweep_runs(sweep_dir)
+    if not members:
+        raise AblateError(f"{sweep_dir}: no grid.json and no run directories")
+    runs = []
+    for d, arm, seed in members:
+        rd = sweep_dir / d
+        state = run_state(rd)
+        rows = read_rows(rd)
+        err = None
+        if state == "failed":
+            try:
+                err = json.loads((rd / SUMMARY).read_text()).get("error")
+            except (OSError, ValueError, AttributeError):
+                err = None
+        runs.append(RunResult(name=d, arm=arm, seed=seed, dir=rd, before=state, action="status", status=state,
+                              error=err, steps=_steps_of(rd), step=rows[-1].get("step") if rows else None,
+                              last=_slim(rows[-1]) if rows else {}))
+    arms = summarize(sweep_dir, members)
+    result = SweepResult(sweep_dir=sweep_dir, name=(g or {}).get("name", sweep_dir.name), runs=runs, arms=arms)
+    if show:
+        con = _console(console)
+        counts: dict[str, int] = {}
+        for r in runs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        con.print(f"[bold]{result.name}[/] ({sweep_dir}/): "
+                  + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        con.print(runs_table(runs))
+        con.print(arms_table(arms))
+        for r in runs:
+            if r.status == "failed" and r.error:
+                con.print(f"  {r.name}: {r.error}", markup=False, highlight=False, style="red")
+    return result
+
+
+__all__ = [
+    "ACTIONS", "AblateError", "ArmSummary", "BACKENDS", "CSV_COLUMNS", "GRID_JSON", "RunResult", "SweepResult",
+    "ablate", "ablate_status", "arms_table", "plan_runs", "plan_workers", "read_rows", "run_numbers", "runs_table",
+    "summarize", "summary_csv_text", "sweep_runs", "write_summary_csv",
+]

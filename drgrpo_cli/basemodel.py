@@ -1,0 +1,191 @@
+"""The built-in base model: a tiny Llama with a character tokenizer, warmed up on the built-in task.
+
+Choices and why:
+
+* A standard ``LlamaForCausalLM`` saved in Hugging Face format (config.json, model.safetensors,
+  tokenizer.json), so the same ``AutoModelForCausalLM`` / ``AutoTokenizer`` code - and vLLM - load it
+  exactly like a hub model. Head dimension 32 (hidden 128 / 4 heads): vLLM's CPU attention rejects 16.
+* A short supervised warm-up (see :class:`drgrpo_cli.task.WarmupRecipe`) so the model behaves like a
+  base model: imperfect accuracy, varied lengths, and a derailed mode that is usually wrong and whose
+  length it chooses itself. The loss covers response tokens only: the derail marker is the
+  environment's, and the model is never taught to emit it.
+* Deterministic: fixed seeds, one thread count recorded; the result is cached under
+  ``$DRGRPO_CACHE`` (default ``~/.cache/drgrpo``) in a folder named after a hash of the recipe, built
+  into a temporary folder and renamed into place under a file lock, so parallel workers never see half a
+  model. ``drgrpo base --rebuild`` rebuilds it.
+* Two named recipes: ``builtin`` (the default, used for the published results) and ``builtin-small``
+  (a quick warm-up for tests; same architecture).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .task import EOS, PAD, UNK, VOCAB, WarmupRecipe, warmup_example
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    ffn: int = 384
+    max_positions: int = 128
+    steps: int = 600
+    batch: int = 64
+    lr: float = 3e-3
+    warmup: WarmupRecipe = field(default_factory=WarmupRecipe)
+    seed: int = 0
+    threads: int = 2
+
+    def digest(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+RECIPES: dict[str, BaseRecipe] = {
+    "builtin": BaseRecipe(),
+    "builtin-small": BaseRecipe(steps=120),
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DRGRPO_CACHE", Path.home() / ".cache" / "drgrpo"))
+
+
+def base_dir(name: str = "builtin") -> Path:
+    recipe = RECIPES[name]
+    return cache_root() / f"{name}-{recipe.digest()}"
+
+
+def is_builtin(model: str) -> bool:
+    return model in RECIPES
+
+
+def build_tokenizer():
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    hf.padding_side = "left"
+    return hf
+
+
+def build_model(recipe: BaseRecipe):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=recipe.hidden,
+        intermediate_size=recipe.ffn,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.heads,
+        max_position_embeddings=recipe.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        bos_token_id=EOS,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(recipe.seed)
+    return LlamaForCausalLM(cfg)
+
+
+def _warmup_batch(rng: random.Random, recipe: BaseRecipe):
+    """Right-padded token ids and a loss mask covering response tokens and the final ``<eos>``."""
+    import torch
+
+    char = {c: i for i, c in enumerate(VOCAB)}
+    seqs, masks = [], []
+    for _ in range(recipe.batch):
+        prompt, response = warmup_example(rng, recipe.warmup)
+        ids = [char[c] for c in prompt + response] + [EOS]
+        seqs.append(ids)
+        masks.append([0] * len(prompt) + [1] * (len(response) + 1))
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width))
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float)
+    return ids, mask
+
+
+def warm_up(model, recipe: BaseRecipe, progress=None) -> list[float]:
+    """Supervised next-token training on warm-up text; returns the loss curve."""
+    import torch
+
+    rng = random.Random(recipe.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.05, 1 - s / recipe.steps))
+    losses = []
+    model.train()
+    for step in range(recipe.steps):
+        ids, mask = _warmup_batch(rng, recipe)
+        attn = (ids != PAD) | (mask > 0)
+        logits = model(input_ids=ids, attention_mask=attn.long()).logits[:, :-1]
+        tgt, m = ids[:, 1:], mask[:, 1:]
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
+        loss = (nll * m.reshape(-1)).sum() / m.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step + 1, recipe.steps, loss.item())
+    model.eval()
+    return losses
+
+
+def build_base(name: str = "builtin", *, rebuild: bool = False, progress=None) -> Path:
+    """Return the cached base model folder for a named recipe, building it first if needed."""
+    from filelock import FileLock
+
+    if name not in RECIPES:
+        raise ValueError(f"unknown built-in model {name!r}; choose one of {', '.join(RECIPES)}")
+    target = base_dir(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists() and not rebuild:
+            return target
+        import torch
+
+        from .models import quiet_transformers
+
+        quiet_transformers()
+        recipe = RECIPES[name]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(recipe.threads)
+        t0 = time.time()
+        try:
+            model = build_model(recipe)
+            losses = warm_up(model, recipe, progress)
+        finally:
+            torch.set_num_threads(threads)
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        build_tokenizer().save_pretrained(tmp)
+        (tmp / "drgrpo_base.json").write_text(json.dumps({
+            "recipe": name, "digest": recipe.digest(), "recipe_fields": dataclasses.asdict(recipe),
+            "final_loss": sum(losses[-20:]) / min(20, len(losses)), "build_seconds": round(time.time() - t0, 1),
+        }, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    return target

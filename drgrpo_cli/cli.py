@@ -1,0 +1,239 @@
+"""The ``drgrpo`` command line: thin wrappers over library functions (``train``, ``ablate``, ``plot``).
+
+Nothing heavy is imported at module level (torch, transformers, pandas and matplotlib load inside the
+commands), so ``drgrpo --help`` answers in well under a second. Every expected failure (a bad value, a run
+folder that exists, a model that cannot be loaded) is one line on stderr with exit code 2; a run that fails
+while training exits 1; Ctrl-C exits 130 and leaves a resumable run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from . import __version__
+from .cli_ablate import ablate_cli
+from .cli_plot import plot_cli
+from .config import BACKENDS, DTYPES, PRESETS, TrainConfig
+from .options import Force, Out, Quiet, fail
+
+app = typer.Typer(
+    name="drgrpo",
+    help="GRPO vs Dr. GRPO normalization-bias ablations: train, ablate, plot. "
+         "Defaults run offline on a CPU (a built-in task and a tiny model built on first use).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_D = TrainConfig()
+_PANEL_BIAS = "The two bias switches"
+_PANEL_PPO = "PPO / optimisation"
+_PANEL_SAMPLING = "Sampling"
+_PANEL_DATA = "Model and data"
+_PANEL_RUN = "Run"
+
+
+def _opt(*names: str, help: str, panel: str, **kw):
+    return typer.Option(*names, help=help, rich_help_panel=panel, show_default=False, **kw)
+
+
+def _d(v) -> str:
+    return f" [default: {v}]"
+
+
+@app.command("train")
+def train_cli(
+    std: Annotated[Optional[bool], _opt("--std/--no-std", panel=_PANEL_BIAS,
+        help="--std: divide advantages by the group's reward std (GRPO, adv_scale=group); --no-std: do not "
+             "(Dr. GRPO, adv_scale=none)." + _d("--std"))] = None,
+    fixed_len: Annotated[Optional[bool], _opt("--fixed-len/--seq-len", panel=_PANEL_BIAS,
+        help="--fixed-len: divide each response's token-loss sum by one constant, the generation budget "
+             "(Dr. GRPO, loss_agg=max_tokens); --seq-len: by its own length (GRPO, loss_agg=seq_mean)."
+             + _d("--seq-len"))] = None,
+    adv_scale: Annotated[Optional[str], _opt("--adv-scale", panel=_PANEL_BIAS, metavar="group|batch|none",
+        help="Advantage scaling: group = (r-mean_g)/std_g (GRPO), batch = (r-mean_g)/std_batch (Lite PPO), "
+             "none = r-mean_g (Dr. GRPO)." + _d(_D.adv_scale))] = None,
+    loss_agg: Annotated[Optional[str], _opt("--loss-agg", panel=_PANEL_BIAS,
+        metavar="seq_mean|token_mean|max_tokens|seq_sum",
+        help="Token-loss aggregation: seq_mean = mean_i(sum/|o_i|) (GRPO), token_mean = sum/#tokens (DAPO), "
+             "max_tokens = mean_i(sum/MAX_TOKENS) (Dr. GRPO), seq_sum = mean_i(sum)." + _d(_D.loss_agg))] = None,
+    preset: Annotated[Optional[str], _opt("--preset", panel=_PANEL_BIAS, metavar="grpo|drgrpo|dapo",
+        help="grpo: adv_scale=group, loss_agg=seq_mean. drgrpo: adv_scale=none, loss_agg=max_tokens. dapo: "
+             "adv_scale=group, loss_agg=token_mean, epsilon_high=0.28 (no dynamic sampling or overlong "
+             "shaping). Conflicting switches are an error.")] = None,
+    steps: Annotated[Optional[int], _opt("--steps", panel=_PANEL_RUN, help="Policy steps." + _d(_D.steps))] = None,
+    seed: Annotated[Optional[int], _opt("--seed", panel=_PANEL_RUN, help="Random seed." + _d(_D.seed))] = None,
+    out: Out = None,
+    resume: Annotated[bool, _opt("--resume", panel=_PANEL_RUN,
+        help="Continue the run in --out from its last checkpoint (a finished run is left untouched).")] = False,
+    force: Force = False,
+    quiet: Quiet = False,
+    eval_every: Annotated[Optional[int], _opt("--eval-every", panel=_PANEL_RUN,
+        help="Greedy eval on held-out prompts every N steps (and before step 1 and at the end); 0 = never."
+             + _d(_D.eval_every))] = None,
+    checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", panel=_PANEL_RUN,
+        help="Save a resumable checkpoint every N steps; 0 = never." + _d(_D.checkpoint_every))] = None,
+    threads: Annotated[Optional[int], _opt("--threads", panel=_PANEL_RUN,
+        help="torch CPU threads (0 = torch's default)." + _d(_D.threads))] = None,
+    group_size: Annotated[Optional[int], _opt("--group-size", "-G", panel=_PANEL_SAMPLING,
+        help="Responses per prompt (G)." + _d(_D.group_size))] = None,
+    prompts_per_step: Annotated[Optional[int], _opt("--prompts-per-step", panel=_PANEL_SAMPLING,
+        help="Prompts per policy step." + _d(_D.prompts_per_step))] = None,
+    max_tokens: Annotated[Optional[int], _opt("--max-tokens", panel=_PANEL_SAMPLING,
+        help="Generation budget per response; a response that hits it is truncated and gets reward 0."
+             + _d(_D.max_tokens))] = None,
+    loss_max_tokens: Annotated[Optional[int], _opt("--loss-max-tokens", panel=_PANEL_SAMPLING,
+        help="The constant divisor of loss_agg=max_tokens." + _d("--max-tokens"))] = None,
+    temperature: Annotated[Optional[float], _opt("--temperature", panel=_PANEL_SAMPLING,
+        help="Sampling temperature (log-probs use the same)." + _d(_D.temperature))] = None,
+    top_p: Annotated[Optional[float], _opt("--top-p", panel=_PANEL_SAMPLING,
+        help="Nucleus sampling." + _d(_D.top_p))] = None,
+    derail_prob: Annotated[Optional[float], _opt("--derail-prob", panel=_PANEL_SAMPLING,
+        help="Built-in task: share of rollouts the environment starts with a wrong turn." + _d(_D.derail_prob))] = None,
+    lr: Annotated[Optional[float], _opt("--lr", panel=_PANEL_PPO, help="AdamW learning rate (constant)." + _d(_D.lr))] = None,
+    epsilon: Annotated[Optional[float], _opt("--epsilon", panel=_PANEL_PPO,
+        help="PPO clip range (lower side, and upper unless --epsilon-high)." + _d(_D.epsilon))] = None,
+    epsilon_high: Annotated[Optional[float], _opt("--epsilon-high", panel=_PANEL_PPO,
+        help="Upper clip range (DAPO's clip-higher)." + _d("--epsilon"))] = None,
+    beta: Annotated[Optional[float], _opt("--beta", panel=_PANEL_PPO,
+        help="KL penalty weight (k3 estimator); > 0 loads a frozen reference model." + _d(_D.beta))] = None,
+    ppo_epochs: Annotated[Optional[int], _opt("--ppo-epochs", panel=_PANEL_PPO,
+        help="Passes over each rollout batch." + _d(_D.ppo_epochs))] = None,
+    mini_batches: Annotated[Optional[int], _opt("--mini-batches", panel=_PANEL_PPO,
+        help="Optimizer steps per pass (the batch is split into this many mini-batches)." + _d(_D.mini_batches))] = None,
+    micro_batches: Annotated[Optional[int], _opt("--micro-batches", panel=_PANEL_PPO,
+        help="Gradient-accumulation splits of each mini-batch (same gradient in every loss mode)."
+             + _d(_D.micro_batches))] = None,
+    max_grad_norm: Annotated[Optional[float], _opt("--max-grad-norm", panel=_PANEL_PPO,
+        help="Gradient-norm clip; 0 = off." + _d(_D.max_grad_norm))] = None,
+    adv_std_ddof: Annotated[Optional[int], _opt("--adv-std-ddof", panel=_PANEL_PPO,
+        help="ddof of the std in adv_scale=group|batch (1 = Bessel, as oat/TRL/verl)." + _d(_D.adv_std_ddof))] = None,
+    adv_eps: Annotated[Optional[float], _opt("--adv-eps", panel=_PANEL_PPO,
+        help="eps added to the std before dividing." + _d(_D.adv_eps))] = None,
+    model: Annotated[Optional[str], _opt("--model", panel=_PANEL_DATA,
+        help="builtin (tiny model built on first use), builtin-small, a local Hugging Face model folder, "
+             "or a hub id." + _d(_D.model))] = None,
+    task: Annotated[Optional[str], _opt("--task", panel=_PANEL_DATA, metavar="builtin|math",
+        help="builtin: the derailed-addition task; math: --dataset with a math-verify reward." + _d(_D.task))] = None,
+    dataset: Annotated[Optional[str], _opt("--dataset", panel=_PANEL_DATA,
+        help="Training problems (JSONL/Parquet/CSV, or a datasets name); implies --task math.")] = None,
+    eval_dataset: Annotated[Optional[List[str]], _opt("--eval-dataset", panel=_PANEL_DATA,
+        help="Eval problems, reported as eval/<name>/...; repeatable.")] = None,
+    question_field: Annotated[Optional[str], _opt("--question-field", panel=_PANEL_DATA,
+        help="Question column of the datasets." + _d(_D.question_field))] = None,
+    answer_field: Annotated[Optional[str], _opt("--answer-field", panel=_PANEL_DATA,
+        help="Answer column (solution = take its last \\boxed{})." + _d(_D.answer_field))] = None,
+    template: Annotated[Optional[str], _opt("--template", panel=_PANEL_DATA,
+        help="Prompt template: qwen_math, r1, none, or a file with {question}." + _d(_D.template))] = None,
+    backend: Annotated[Optional[str], _opt("--backend", panel=_PANEL_DATA, metavar="|".join(BACKENDS),
+        help="Rollout engine: hf (transformers generate), vllm, auto (vllm if installed)." + _d(_D.backend))] = None,
+    device: Annotated[Optional[str], _opt("--device", panel=_PANEL_DATA, help="cpu, cuda, cuda:1 ..." + _d(_D.device))] = None,
+    dtype: Annotated[Optional[str], _opt("--dtype", panel=_PANEL_DATA, metavar="|".join(DTYPES),
+        help="Weights dtype; auto = float32 on CPU, bfloat16 on CUDA." + _d(_D.dtype))] = None,
+    gradient_checkpointing: Annotated[Optional[bool], _opt("--gradient-checkpointing/--no-gradient-checkpointing",
+        panel=_PANEL_DATA, help="Trade compute for memory in the training forward." + _d("off"))] = None,
+) -> None:
+    """Train one run: GRPO, Dr. GRPO or anything between, with the two bias switches set independently.
+
+    Writes OUT/config.json, OUT/metrics.jsonl (one flat JSON row per step: train/reward, train/len_correct, train/len_incorrect, ...), OUT/samples.jsonl and OUT/summary.json.
+    """
+    from .config import ConfigError, apply_switches, field_names
+
+    given = {k: v for k, v in locals().items() if k in field_names() and v is not None}
+    if eval_dataset:
+        given["eval_datasets"] = tuple(eval_dataset)
+    if dataset and "task" not in given:
+        given["task"] = "math"
+    try:
+        if preset is not None and epsilon_high is not None and "epsilon_high" in PRESETS.get(preset, {}) \
+                and PRESETS[preset]["epsilon_high"] != epsilon_high:
+            raise ConfigError(f"conflicting options: --preset {preset} sets epsilon_high={PRESETS[preset]['epsilon_high']} "
+                              f"but --epsilon-high sets {epsilon_high}")
+        d = apply_switches({k: v for k, v in given.items() if k not in ("adv_scale", "loss_agg")},
+                           preset=preset, std=std, fixed_len=fixed_len, adv_scale=adv_scale, loss_agg=loss_agg)
+        if epsilon_high is not None:
+            d["epsilon_high"] = epsilon_high
+        cfg = TrainConfig(**d).validate()
+    except (ConfigError, TypeError) as e:
+        raise fail(str(e)) from None
+    run_dir = out or Path("results") / f"{_slug(cfg.arm)}__seed{cfg.seed}"
+    _run_train(cfg, run_dir, resume=resume, force=force, quiet=quiet)
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, quiet: bool) -> None:
+    from rich.console import Console
+
+    from .trainer import RunExistsError, train
+
+    console = Console(stderr=True)
+    try:
+        summary = train(cfg, run_dir, resume=resume, force=force, progress=not quiet)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: resume with  drgrpo train --out {run_dir} --resume  (same options)", err=True)
+        raise typer.Exit(130) from None
+    except FloatingPointError as e:
+        raise fail(f"run failed: {e}", 1) from None
+    except Exception as e:  # noqa: BLE001 - known input errors become one line; others too, with their type
+        name = type(e).__name__
+        if isinstance(e, (RunExistsError, ValueError, OSError, RuntimeError)):
+            raise fail(str(e).strip().splitlines()[0] if str(e).strip() else name) from None
+        raise fail(f"run failed: {name}: {e}", 1) from None
+    f = summary.get("final", {})
+    g = summary.get("growth", {})
+
+    def n(v, fmt="{:.1f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    console.print(f"[bold]{cfg.arm}[/] {run_dir}: reward {n(f.get('train/reward'), '{:.3f}')}, "
+                  f"len correct {n(f.get('train/len_correct'))}, incorrect {n(f.get('train/len_incorrect'))} "
+                  f"(growth {n(g.get('len_incorrect'), '{:+.1f}')}), eval acc {n(f.get('eval/accuracy'), '{:.3f}')}")
+
+
+@app.command("base")
+def base_cli(
+    model: Annotated[str, typer.Option("--model", help="builtin or builtin-small.")] = "builtin",
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build again even if cached.")] = False,
+) -> None:
+    """Build (or show) the cached built-in base model: a tiny Llama warmed up on the built-in task."""
+    import json
+
+    from .basemodel import RECIPES, base_dir, build_base
+
+    if model not in RECIPES:
+        raise fail(f"unknown built-in model {model!r}; choose one of {', '.join(RECIPES)}")
+    from rich.progress import Progress
+
+    with Progress(transient=True) as p:
+        t = p.add_task(f"warm-up {model}", total=RECIPES[model].steps)
+        path = build_base(model, rebuild=rebuild, progress=lambda s, n, loss: p.update(t, completed=s))
+    info = json.loads((path / "drgrpo_base.json").read_text())
+    typer.echo(f"{path}  (built in {info['build_seconds']} s, final warm-up loss {info['final_loss']:.3f})")
+
+
+app.command("ablate")(ablate_cli)
+app.command("plot")(plot_cli)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The ``drgrpo plot`` command as a plain function; the lead registers it on the app, e.g.::
+
+    from .cli_plot import plot_cli
+    app.command("plot")(plot_cli)
+
+Importing this module costs typer + the standard library only (matplotlib/pandas load inside
+:func:`drgrpo_cli.plot.plot`), so ``drgrpo --help`` / ``drgrpo plot --help`` stay fast.
+Exit codes: 0 = written (warnings go to stderr), 2 = :class:`~drgrpo_cli.plot.PlotError` (one line on
+stderr) or a usage error from typer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from .plot import DEFAULT_MULTI_OUT, FORMATS, PlotError, plot
+
+
+def plot_cli(
+    paths: Annotated[
+        List[Path],
+        typer.Argument(
+            help="A sweep folder (run directories below it, optional grid.json mapping runs to arms) "
+            "or one or more run directories (folders with config.json + metrics.jsonl).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help=f"Folder for the figures and report.md/report.html (created; only files in it are written). "
+            f"Default: <sweep>/figures/ for one sweep folder, else ./{DEFAULT_MULTI_OUT}/.",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        List[str],
+        typer.Option(
+            "--metric",
+            "-m",
+            help="Extra metric key to plot over steps in metrics.<fmt>, as logged in metrics.jsonl "
+            "(e.g. train/entropy, train/grad_norm, eval/<name>/accuracy). Repeatable.",
+            show_default=False,
+        ),
+    ] = [],  # noqa: B006 - typer needs a list default for a repeatable option
+    smooth: Annotated[
+        int,
+        typer.Option(
+            "--smooth",
+            "-s",
+            min=1,
+            help="Rolling mean over this many steps, per run before averaging seeds (train curves only; "
+            "eval points and report numbers are never smoothed). 1 = off.",
+        ),
+    ] = 1,
+    format: Annotated[  # noqa: A002 - the option is --format
+        List[str],
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"Figure format, repeatable: {', '.join(FORMATS)}.",
+        ),
+    ] = ["png", "svg"],  # noqa: B006
+) -> None:
+    """Plot runs: length growth (train/eval), token efficiency, difficulty bias, and a report.md."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(soft_wrap=True, highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    try:
+        result = plot(list(paths), out=out, metrics=list(metric or []), smooth=smooth, formats=tuple(format))
+    except PlotError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    for p in result.files:
+        console.print(f"wrote {escape(str(p))}")
+    console.print(f"[bold]report:[/bold] {escape(str(result.report))}")

@@ -1,0 +1,262 @@
+"""Math problems from a local file or a Hugging Face dataset, as a list of :class:`Problem`.
+
+Choices made here and why:
+
+* A spec that is an existing path is a local file, read by its extension: ``.jsonl``/``.ndjson`` (one JSON
+  object a line, blank lines skipped), ``.json`` (a JSON array of objects, or JSON lines), ``.csv``
+  (header row; read with the ``csv`` module so errors can name the physical line) and ``.parquet``
+  (pandas + pyarrow). Anything else is a spec for the Hugging Face ``datasets`` library: ``name``,
+  ``name:split`` or ``name:config:split`` (``datasets`` is imported only then). Without a split, ``train``
+  is used, or the only split there is. A spec that looks like a file (a data extension, or starting with
+  ``/``, ``./``, ``../``, ``~``) but does not exist is reported as a missing file, never sent to the hub.
+* Offline gives ONE line saying the hub cannot be reached and suggesting a local file (or
+  ``HF_HUB_OFFLINE=1`` for a cached copy). A 3-second TCP probe of the hub endpoint runs first, because
+  ``huggingface_hub`` otherwise retries for ~25 s and prints a line per retry; the probe is skipped when
+  offline mode or a proxy is set. An unknown name or any other load error is also one line.
+* Every problem is a :class:`DatasetError` (a ``ValueError``) with one line naming the file and the line
+  (JSONL, CSV: the physical line) or row (Parquet, hub datasets, JSON arrays): bad JSON, a missing or
+  empty field, an empty file.
+* Values are taken as text (``str()`` of numbers, so a JSON answer ``7`` becomes ``"7"``); CSV cells are
+  never turned into NaN. An answer holding ``\\boxed{...}`` is reduced to the last box's content, which
+  makes ``answer_field="solution"`` work for MATH-style data (a ``solution`` with no box is an error);
+  the extractor is :func:`drgrpo_cli.math_reward.last_boxed`, the same code that grades responses.
+* ``Problem.source`` is :func:`dataset_name` of the spec (the file stem, or the hub name's last part),
+  the short name used in metric keys.
+* ``limit`` keeps the first ``limit`` problems in file order (JSONL stops reading there).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+import re
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from drgrpo_cli.math_reward import last_boxed
+
+FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+MISSING_DATASETS = "the datasets library is not installed: install drgrpo[math] (pip install 'drgrpo[math]')"
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message is one line naming the file and line."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    answer: str
+    source: str
+
+
+def dataset_name(spec: str) -> str:
+    """A short name for metric keys: the file stem, or the hub name's last part (``org/MATH-500:test`` ->
+    ``MATH-500``); characters other than letters, digits, ``.``, ``_``, ``-`` become ``_``."""
+    spec = str(spec)
+    if _is_file_spec(spec):
+        name = Path(spec).expanduser().stem
+    else:
+        name = spec.split(":", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "dataset"
+
+
+def load_problems(
+    spec: str,
+    question_field: str = "problem",
+    answer_field: str = "answer",
+    limit: int | None = None,
+) -> list[Problem]:
+    """The problems in ``spec`` (a local .jsonl/.json/.csv/.parquet file or a ``datasets`` name)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DatasetError(f"dataset must be a file path or a datasets name, got {spec!r}")
+    if limit is not None and limit < 1:
+        raise DatasetError(f"limit must be >= 1, got {limit}")
+    source = dataset_name(spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
+                   ".parquet": _read_parquet}
+        if suffix not in readers:
+            raise DatasetError(f"{spec}: unknown file type {suffix or '(none)'!r}; use one of "
+                               f"{', '.join(FILE_EXTENSIONS)}")
+        rows = readers[suffix](path, spec)
+        where_file = spec
+    elif path.is_dir():
+        raise DatasetError(f"{spec}: is a directory; pass a .jsonl/.json/.csv/.parquet file or a datasets name")
+    elif _is_file_spec(spec):
+        raise DatasetError(f"{spec}: no such file")
+    else:
+        rows = _read_hub(spec)
+        where_file = f"dataset {spec}"
+    problems: list[Problem] = []
+    for where, row in rows:
+        if limit is not None and len(problems) >= limit:
+            break
+        question = _field(row, question_field, where_file, where)
+        answer = _field(row, answer_field, where_file, where)
+        if any(cmd in answer for cmd in ("\\boxed", "\\fbox")):
+            boxed = last_boxed(answer)
+            if boxed is None or not boxed.strip():
+                raise DatasetError(f"{where_file}, {where}: field {answer_field!r} has an unclosed or empty "
+                                   f"\\boxed{{}}")
+            answer = boxed.strip()
+        elif answer_field == "solution":
+            raise DatasetError(f"{where_file}, {where}: field 'solution' has no \\boxed{{...}} answer")
+        problems.append(Problem(question=question, answer=answer, source=source))
+    if not problems:
+        raise DatasetError(f"{where_file}: empty file (no problems)" if path.is_file()
+                           else f"{where_file}: no problems")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------------
+def _is_file_spec(spec: str) -> bool:
+    if Path(spec).expanduser().exists():
+        return True
+    if spec.startswith(("/", "./", "../", "~", ".\\")):
+        return True
+    return spec.lower().endswith(FILE_EXTENSIONS + (".txt", ".tsv", ".gz", ".arrow"))
+
+
+def _field(row: Any, name: str, file: str, where: str) -> str:
+    if not isinstance(row, dict):
+        raise DatasetError(f"{file}, {where}: expected a JSON object, got {type(row).__name__}")
+    if name not in row or row[name] is None:
+        have = ", ".join(map(str, list(row)[:8])) or "none"
+        raise DatasetError(f"{file}, {where}: missing field {name!r} (fields: {have})")
+    value = row[name]
+    if isinstance(value, float) and value != value:  # NaN from pandas
+        raise DatasetError(f"{file}, {where}: missing field {name!r} (empty value)")
+    if isinstance(value, (dict, list)):
+        raise DatasetError(f"{file}, {where}: field {name!r} is a {type(value).__name__}, expected text")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if not text:
+        raise DatasetError(f"{file}, {where}: field {name!r} is empty")
+    return text
+
+
+def _read_jsonl(path: Path, spec: str) -> Iterator[tuple[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DatasetError(f"{spec}, line {lineno}: bad JSON ({e.msg} at column {e.colno})") from None
+                yield f"line {lineno}", row
+    except UnicodeDecodeError:
+        raise DatasetError(f"{spec}: not UTF-8 text") from None
+
+
+def _read_json(path: Path, spec: str) -> Iterable[tuple[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{spec}: not UTF-8 text") from None
+    if not text.lstrip().startswith("["):
+        return _read_jsonl(path, spec)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{spec}, line {e.lineno}: bad JSON ({e.msg} at column {e.colno})") from None
+    return [(f"item {i}", row) for i, row in enumerate(data, 1)]
+
+
+def _read_csv(path: Path, spec: str) -> Iterator[tuple[str, Any]]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header: list[str] | None = None
+            prev_end = 0
+            for record in reader:
+                start, prev_end = prev_end + 1, reader.line_num
+                if not any(cell.strip() for cell in record):
+                    continue
+                if header is None:
+                    header = [h.strip() for h in record]
+                    continue
+                if len(record) != len(header):
+                    raise DatasetError(f"{spec}, line {start}: {len(record)} fields, the header has {len(header)}")
+                yield f"line {start}", dict(zip(header, record))
+    except UnicodeDecodeError:
+        raise DatasetError(f"{spec}: not UTF-8 text") from None
+    except csv.Error as e:
+        raise DatasetError(f"{spec}, line {reader.line_num}: bad CSV ({e})") from None
+
+
+def _read_parquet(path: Path, spec: str) -> list[tuple[str, Any]]:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise DatasetError("reading Parquet needs pandas and pyarrow: install drgrpo[math]") from None
+    try:
+        df = pd.read_parquet(path)
+    except ImportError:
+        raise DatasetError("reading Parquet needs pyarrow: install drgrpo[math] (pip install pyarrow)") from None
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        msg = " ".join(str(e).split())[:160]
+        raise DatasetError(f"{spec}: not a readable Parquet file ({type(e).__name__}: {msg})") from None
+    return [(f"row {i}", row) for i, row in enumerate(df.to_dict(orient="records"), 1)]
+
+
+def _hub_unreachable(hf: Any) -> str | None:
+    """Why the hub cannot be reached (a 3 s TCP connect to its endpoint), or None when it can or when we
+    cannot tell (offline mode set: ``datasets`` then reads its cache; a proxy configured)."""
+    if getattr(getattr(hf, "config", None), "HF_HUB_OFFLINE", False):
+        return None
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as e:
+        return f"{host}:{port}: {e.strerror or type(e).__name__}"
+    return None
+
+
+def _read_hub(spec: str) -> list[tuple[str, Any]]:
+    parts = spec.split(":")
+    if len(parts) > 3 or not all(parts):
+        raise DatasetError(f"dataset spec {spec!r}: expected name, name:split or name:config:split")
+    name, config, split = parts[0], (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else None)
+    try:
+        hf = importlib.import_module("datasets")
+    except ImportError:
+        raise DatasetError(f"{spec!r} is not a local file, and {MISSING_DATASETS}") from None
+    unreachable = _hub_unreachable(hf)
+    if unreachable:
+        raise DatasetError(
+            f"cannot reach the Hugging Face hub ({unreachable}) to load dataset {name!r}; pass a local "
+            f".jsonl/.csv/.parquet file instead (or set HF_HUB_OFFLINE=1 to use a cached copy)"
+        )
+    try:
+        ds = hf.load_dataset(name, config) if config else hf.load_dataset(name)
+    except Exception as e:  # noqa: BLE001 - offline, unknown name, auth: all end the same way
+        msg = " ".join(str(e).split())[:160]
+        raise DatasetError(
+            f"cannot reach Hugging Face dataset {name!r} (offline or not found: {type(e).__name__}: {msg}); "
+            f"pass a local .jsonl/.csv/.parquet file instead"
+        ) from None
+    splits = list(ds.keys()) if hasattr(ds, "keys") else []
+    if split is None:
+        if "train" in splits:
+            split = "train"
+        elif len(splits) == 1:
+            split = splits[0]
+        else:
+            raise DatasetError(f"dataset {name!r} has splits {', '.join(splits)}; pick one as {name}:SPLIT")
+    if split not in splits:
+        raise DatasetError(f"dataset {name!r} has no split {split!r} (splits: {', '.join(splits) or 'none'})")
+    return [(f"row {i}", dict(row)) for i, row in enumerate(ds[split], 1)]

@@ -1,0 +1,468 @@
+"""The training loop: sample prompts -> G responses each -> rewards -> advantages -> loss -> optimizer step.
+
+No CLI and no plotting here; ``drgrpo train`` and ``drgrpo ablate`` both call :func:`train`.
+
+Choices and why:
+
+* The two bias knobs go straight into :mod:`drgrpo_cli.objectives` (``compute_advantages`` with
+  ``cfg.adv_scale``, ``aggregate_loss`` with ``cfg.loss_agg``); nothing else in the loop depends on them.
+* Log-probs are taken from ``logits / temperature``, the distribution the rollouts were sampled from.
+  Only the response positions are projected to the vocabulary (``logits_to_keep``).
+* With one PPO epoch and one mini-batch (the default, and the paper's recipe) the policy that sampled is
+  the one being updated, so ``old_logp = logp.detach()`` (ratio exactly 1) and no second forward is
+  spent; otherwise old log-probs are recomputed once, before any update, by the training model (also when
+  a vLLM engine sampled: its numerics differ slightly from the trainer's).
+* Gradient accumulation (``micro_batches``) passes the mini-batch's global counts to ``aggregate_loss``,
+  so every loss mode gives the same gradient however the mini-batch is split.
+* Resume: ``checkpoint/state.pt`` holds model, optimizer, torch and Python RNG states and the step; on
+  resume the metric and sample rows written after the checkpoint are dropped and recomputed, so a
+  resumed run's metrics equal an uninterrupted run's (up to the wall-clock ``time/*`` fields).
+* Per-step metrics are a flat dict: ``train/*``, ``eval/*``, ``difficulty/k{k}/*``, ``time/*`` (see the
+  README's "metrics" section for every key).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import runlog
+from .config import ConfigError, TrainConfig
+
+
+class RunExistsError(Exception):
+    """The output folder already holds a run; the message is one line."""
+
+
+@dataclass
+class Batch:
+    """One step's rollouts, flat over ``N = prompts * G`` responses."""
+
+    prompts: list[list[int]]
+    responses: list[list[int]]
+    texts: list[str]
+    rewards: list[float]
+    truncated: list[bool]
+    tags: list[str | None]
+    prompt_texts: list[str]
+
+
+# ----------------------------------------------------------------------------------------------------
+# tasks
+
+
+def make_task(cfg: TrainConfig):
+    if cfg.task == "builtin":
+        from .task import BuiltinTask
+
+        return BuiltinTask(cfg.derail_prob, eval_size=cfg.eval_max_prompts)
+    from .mathtask import MathTask
+
+    return MathTask(cfg)
+
+
+# ----------------------------------------------------------------------------------------------------
+# tensors for the training forward pass
+
+
+def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
+    """Left-padded prompts followed by right-padded responses.
+
+    Returns ids, attention mask, position ids ``[N, P+R]``, response ids and mask ``[N, R]``.
+    """
+    import torch
+
+    n = len(prompts)
+    P = max(len(p) for p in prompts)
+    R = max(1, max(len(r) for r in responses))
+    ids = torch.full((n, P + R), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, P + R), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        ids[i, P - len(p): P] = torch.tensor(p, dtype=torch.long)
+        attn[i, P - len(p): P] = 1
+        if r:
+            ids[i, P: P + len(r)] = torch.tensor(r, dtype=torch.long)
+            attn[i, P: P + len(r)] = 1
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    resp_mask = attn[:, P:].float()  # [N, R]
+    return ids, attn, pos, ids[:, P:], resp_mask
+
+
+def response_logits(model, ids, attn, pos, R: int, temperature: float):
+    """Logits ``[N, R, V]`` predicting each response token, divided by the sampling temperature."""
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=R + 1, use_cache=False)
+    logits = out.logits[:, :-1].float()  # [N, R, V]
+    return logits / temperature if temperature != 1.0 else logits
+
+
+# ----------------------------------------------------------------------------------------------------
+# metrics helpers
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return float(statistics.fmean(xs)) if xs else float("nan")
+
+
+def rollout_metrics(batch: Batch, prefix: str) -> dict[str, float]:
+    """Reward, accuracy and lengths, split by correctness and by task tag."""
+    lens = [len(r) for r in batch.responses]
+    ok = [r > 0.5 for r in batch.rewards]
+    m = {
+        f"{prefix}/reward": _mean(batch.rewards),
+        f"{prefix}/accuracy": _mean(float(o) for o in ok),
+        f"{prefix}/len_mean": _mean(lens),
+        f"{prefix}/len_correct": _mean(l for l, o in zip(lens, ok) if o),
+        f"{prefix}/len_incorrect": _mean(l for l, o in zip(lens, ok) if not o),
+        f"{prefix}/truncated_frac": _mean(float(t) for t in batch.truncated),
+    }
+    for tag in sorted({t for t in batch.tags if t}):
+        idx = [i for i, t in enumerate(batch.tags) if t == tag]
+        m[f"{prefix}/{tag}/frac"] = len(idx) / len(batch.tags)
+        m[f"{prefix}/{tag}/accuracy"] = _mean(float(ok[i]) for i in idx)
+        m[f"{prefix}/{tag}/len"] = _mean(lens[i] for i in idx)
+    return m
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
+    """``fresh`` | ``resume`` | ``done``; refuses to touch an existing run unless asked to."""
+    state = runlog.run_state(out)
+    if out.exists() and any(out.iterdir()) and state == "missing":
+        if force:
+            raise RunExistsError(f"{out} exists and is not a drgrpo run folder; refusing to delete it even with --force")
+        raise RunExistsError(f"{out} exists and is not empty; choose another --out")
+    if state == "missing":
+        return "fresh"
+    if force:
+        for name in (runlog.CONFIG, runlog.METRICS, runlog.SAMPLES, runlog.SUMMARY):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
+        return "fresh"
+    if not resume:
+        raise RunExistsError(f"{out} already holds a {state} run; pass --resume to continue it or --force to start over")
+    saved = TrainConfig.load(out / runlog.CONFIG).to_dict()
+    if saved != cfg.to_dict():
+        diff = sorted(k for k in saved if saved[k] != cfg.to_dict().get(k))
+        raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
+    return "done" if state == "finished" else "resume"
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) one training run into ``out_dir``; returns the summary dict."""
+    cfg = config.validate()
+    out = Path(out_dir)
+    mode = _prepare_dir(cfg, out, resume, force)
+    if mode == "done":
+        return runlog.read_summary(out) or {}
+    out.mkdir(parents=True, exist_ok=True)
+    if mode == "fresh":
+        cfg.save(out / runlog.CONFIG)
+    try:
+        return _train(cfg, out, mode == "resume", on_step, progress)
+    except KeyboardInterrupt:
+        raise  # a partial run: resumable, not failed
+    except BaseException as e:
+        runlog.write_json_atomic(out / runlog.SUMMARY, {
+            "status": "failed", "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+        })
+        raise
+
+
+def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: bool) -> dict[str, Any]:
+    import torch
+
+    from .models import load_model, load_tokenizer, resolve_model_path
+    from .objectives import (aggregate_loss, compute_advantages, gather_logprobs, group_pass_stats,
+                             masked_mean, ppo_token_loss, token_entropy)
+    from .rollout import make_backend
+
+    t_start = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+
+    path = resolve_model_path(cfg.model)
+    tok = load_tokenizer(path)
+    model = load_model(path, dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing)
+    ref = None
+    if cfg.beta > 0:
+        ref = load_model(path, dtype=cfg.dtype, device=cfg.device).eval().requires_grad_(False)
+    task = make_task(cfg)
+    backend = make_backend(cfg.backend, model, tok, stop_strings=task.stop_strings, model_path=path, config=cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            weight_decay=cfg.weight_decay)
+    pad_id = tok.pad_token_id
+    G = cfg.group_size
+    enc_cache: dict[str, list[int]] = {}
+
+    def encode(text: str) -> list[int]:
+        if text not in enc_cache:
+            enc_cache[text] = tok.encode(text, add_special_tokens=False)
+        return enc_cache[text]
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=True)
+
+    start = 1
+    ckpt = out / runlog.CHECKPOINT / "state.pt"
+    if resuming and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.setstate(state["py_rng"])
+        start = state["step"] + 1
+        backend.sync(model)
+    if resuming:
+        # drop rows past the checkpoint (all rows if there was none): they will be recomputed identically
+        for name in (runlog.METRICS, runlog.SAMPLES):
+            rows, _ = runlog.read_jsonl(out / name)
+            runlog.truncate_jsonl(out / name, [r for r in rows if r.get("step", 0) < start])
+
+    metrics_w = runlog.JsonlWriter(out / runlog.METRICS)
+    samples_w = runlog.JsonlWriter(out / runlog.SAMPLES)
+
+    def evaluate() -> dict[str, float]:
+        row: dict[str, float] = {}
+        pooled: list[Batch] = []
+        for name, items in task.eval_sets().items():
+            prompts = [encode(text) for _, text, _ in items]
+            outs = []
+            for i in range(0, len(prompts), 256):
+                outs += backend.generate(prompts[i: i + 256], max_new_tokens=cfg.max_tokens, greedy=True)
+            texts = [decode(s.ids) for s in outs]
+            b = Batch(prompts, [s.ids for s in outs], texts,
+                      [task.reward(t, p.answer, s.truncated) for t, (p, _, _), s in zip(texts, items, outs)],
+                      [s.truncated for s in outs], [tag for _, _, tag in items], [t for _, t, _ in items])
+            pooled.append(b)
+            if name:
+                row.update(rollout_metrics(b, f"eval/{name}"))
+        merged = Batch(*[sum((getattr(b, f) for b in pooled), []) for f in Batch.__dataclass_fields__])
+        row.update(rollout_metrics(merged, "eval"))
+        return row
+
+    if start == 1 and cfg.eval_every:
+        metrics_w.write({"step": 0, **evaluate()})
+
+    bar = _Progress(cfg.steps, show_progress)
+    bar.advance_to(start - 1)
+    last: dict[str, Any] = {}
+    try:
+        for step in range(start, cfg.steps + 1):
+            t0 = time.time()
+            # ---- rollouts ---------------------------------------------------------------------------------
+            problems = task.sample(cfg.prompts_per_step, rng)
+            prompt_texts, tags, golds = [], [], []
+            for p in problems:
+                for text, tag in task.rollout_prompts(p, G, rng):
+                    prompt_texts.append(text)
+                    tags.append(tag)
+                    golds.append(p.answer)
+            prompts = [encode(t) for t in prompt_texts]
+            samples = backend.generate(prompts, max_new_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                                       top_p=cfg.top_p)
+            t_gen = time.time() - t0
+            texts = [decode(s.ids) for s in samples]
+            rewards = [task.reward(t, g, s.truncated) for t, g, s in zip(texts, golds, samples)]
+            batch = Batch(prompts, [s.ids for s in samples], texts, rewards, [s.truncated for s in samples], tags,
+                          prompt_texts)
+
+            # ---- advantages -------------------------------------------------------------------------------
+            r = torch.tensor(rewards, dtype=torch.float32)
+            adv = compute_advantages(r, G, cfg.adv_scale, eps=cfg.adv_eps, ddof=cfg.adv_std_ddof)  # [N]
+            diff = group_pass_stats(r, adv, G)
+
+            # ---- policy update ----------------------------------------------------------------------------
+            t1 = time.time()
+            model.train()
+            ids, attn, pos, resp, mask = pack(prompts, batch.responses, pad_id)
+            dev = cfg.device
+            ids, attn, pos, resp, mask, adv_d = (x.to(dev) for x in (ids, attn, pos, resp, mask, adv))
+            N, R = resp.shape
+            on_policy = cfg.ppo_epochs == 1 and cfg.mini_batches == 1
+            old_logp = None
+            ref_logp = None
+            if not on_policy or ref is not None:
+                with torch.no_grad():
+                    olds, refs = [], []
+                    for sl in _slices(N, cfg.mini_batches * cfg.micro_batches):
+                        if not on_policy:
+                            olds.append(gather_logprobs(response_logits(model, ids[sl], attn[sl], pos[sl], R,
+                                                                        cfg.temperature), resp[sl]))
+                        if ref is not None:
+                            refs.append(gather_logprobs(response_logits(ref, ids[sl], attn[sl], pos[sl], R,
+                                                                        cfg.temperature), resp[sl]))
+                    old_logp = torch.cat(olds) if olds else None
+                    ref_logp = torch.cat(refs) if refs else None
+            stats = {"loss": [], "grad_norm": [], "entropy": [], "clip": [], "kl": []}
+            for _epoch in range(cfg.ppo_epochs):
+                order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
+                for mb in _chunks(order, cfg.mini_batches):
+                    opt.zero_grad(set_to_none=True)
+                    mb_tokens = int(mask[mb].sum().item())
+                    mb_loss = 0.0
+                    for micro in _chunks(mb, cfg.micro_batches):
+                        logits = response_logits(model, ids[micro], attn[micro], pos[micro], R, cfg.temperature)
+                        logp = gather_logprobs(logits, resp[micro])  # [n, R]
+                        old = logp.detach() if old_logp is None else old_logp[micro]
+                        tl, st = ppo_token_loss(logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
+                                                ref_logp=None if ref_logp is None else ref_logp[micro], beta=cfg.beta)
+                        loss = aggregate_loss(tl, mask[micro], cfg.loss_agg, cfg.loss_max_tokens,
+                                              num_sequences=len(mb), num_tokens=mb_tokens)
+                        loss.backward()
+                        mb_loss += loss.item()
+                        with torch.no_grad():
+                            m = mask[micro]
+                            stats["entropy"].append((token_entropy(logits.detach()) * m).sum().item() / max(1, mb_tokens))
+                            stats["clip"].append((st["clipped"].float() * m).sum().item() / max(1, mb_tokens))
+                            stats["kl"].append((st["kl"] * m).sum().item() / max(1, mb_tokens))
+                    if not math.isfinite(mb_loss):
+                        raise FloatingPointError(f"loss is {mb_loss} at step {step}")
+                    gn = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                        cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+                    opt.step()
+                    stats["loss"].append(mb_loss)
+                    stats["grad_norm"].append(float(gn))
+            backend.sync(model)
+            t_train = time.time() - t1
+
+            # ---- log --------------------------------------------------------------------------------------
+            n_updates = cfg.ppo_epochs * cfg.mini_batches
+            gen_tokens = sum(len(x) for x in batch.responses)
+            row: dict[str, Any] = {"step": step, **rollout_metrics(batch, "train")}
+            row.update({
+                "train/loss": _mean(stats["loss"]),
+                "train/grad_norm": _mean(stats["grad_norm"]),
+                "train/entropy": sum(stats["entropy"]) / n_updates,
+                "train/clip_frac": sum(stats["clip"]) / n_updates,
+                "train/adv_abs_mean": adv.abs().mean().item(),
+                "train/zero_std_frac": (diff["count"][0] + diff["count"][G]).item() / cfg.prompts_per_step,
+                "train/gen_tokens": gen_tokens,
+            })
+            if cfg.beta > 0:
+                row["train/kl"] = sum(stats["kl"]) / n_updates
+            for k in range(G + 1):
+                row[f"difficulty/k{k}/groups"] = int(diff["count"][k])
+                row[f"difficulty/k{k}/abs_adv"] = float(diff["abs_adv"][k])
+            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                row.update(evaluate())
+            dt = time.time() - t0
+            row.update({"time/step_s": dt, "time/gen_s": t_gen, "time/train_s": t_train,
+                        "time/gen_tok_per_s": gen_tokens / max(t_gen, 1e-9)})
+            metrics_w.write(row)
+            for i in range(0, min(cfg.samples_per_step * G, len(texts)), G):
+                samples_w.write({"step": step, "prompt": prompt_texts[i], "response": texts[i], "reward": rewards[i],
+                                 "length": len(batch.responses[i]), "truncated": batch.truncated[i], "tag": tags[i]})
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                _save_checkpoint(out, model, opt, rng, step)
+            last = row
+            bar.update(step, row)
+            if on_step is not None:
+                on_step(row)
+    finally:
+        bar.close()
+        metrics_w.close()
+        samples_w.close()
+
+    rows, _ = runlog.read_jsonl(out / runlog.METRICS)
+    summary = summarize(rows, cfg)
+    summary.update({"status": "finished", "wall_s": round(time.time() - t_start, 2), "model_path": str(path)})
+    runlog.write_json_atomic(out / runlog.SUMMARY, summary)
+    shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
+    return summary
+
+
+def summarize(rows: list[dict[str, Any]], cfg: TrainConfig) -> dict[str, Any]:
+    """Final numbers of a run: means over the last 10% of steps, and the length growth of each kind."""
+    from .metrics_math import length_growth, tail_mean
+
+    train = [r for r in rows if r.get("step", 0) >= 1]
+    final = {key: tail_mean([r.get(key) for r in train], 0.1)
+             for key in ("train/reward", "train/accuracy", "train/len_mean", "train/len_correct",
+                         "train/len_incorrect", "train/truncated_frac")}
+    evals = [r for r in rows if r.get("eval/accuracy") is not None]
+    if evals:
+        for key in ("eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"):
+            final[key] = evals[-1].get(key)
+    growth = {k: length_growth([r.get(f"train/{k}") for r in train]) for k in ("len_incorrect", "len_correct",
+                                                                                 "len_mean")}
+    return {"steps": len(train), "arm": cfg.arm, "adv_scale": cfg.adv_scale, "loss_agg": cfg.loss_agg,
+            "seed": cfg.seed, "final": final, "growth": growth}
+
+
+def _save_checkpoint(out: Path, model, opt, rng: random.Random, step: int) -> None:
+    import torch
+
+    d = out / runlog.CHECKPOINT
+    d.mkdir(exist_ok=True)
+    tmp = d / "state.pt.tmp"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                "py_rng": rng.getstate(), "step": step}, tmp)
+    os.replace(tmp, d / "state.pt")
+
+
+def _chunks(idx, k: int):
+    n = len(idx)
+    size = n // k
+    return [idx[i * size: (i + 1) * size] for i in range(k)]
+
+
+def _slices(n: int, k: int):
+    size = max(1, n // k)
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class _Progress:
+    """A rich progress bar with live reward and lengths; silent when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+        self.t = self.p.add_task("train", total=total, info="")
+        self.p.start()
+
+    def advance_to(self, step: int) -> None:
+        if self.enabled:
+            self.p.update(self.t, completed=step)
+
+    def update(self, step: int, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+
+        def f(key: str) -> str:
+            v = row.get(key)
+            return "  -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.1f}"
+
+        info = (f"reward {row['train/reward']:.2f}  len ✓{f('train/len_correct')} ✗{f('train/len_incorrect')}"
+                f"  {row['time/step_s']:.2f}s/step")
+        if row.get("eval/accuracy") is not None:
+            info += f"  eval {row['eval/accuracy']:.2f}"
+        self.p.update(self.t, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.p.stop()

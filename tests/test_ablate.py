@@ -1,0 +1,656 @@
+"""Tests of ``drgrpo ablate``: grid files, run-dir naming, the local and Ray runners (with fake trainers), resume,
+failure isolation, summary numbers, and the CLI function.
+
+The fake trainers below are module-level so that spawned worker processes (and Ray workers) can import them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from drgrpo_cli import grid as gridmod
+from drgrpo_cli.ablate import CSV_COLUMNS, AblateError, ablate, ablate_status, summarize
+from drgrpo_cli.config import TrainConfig
+from drgrpo_cli.grid import BUNDLED_GRIDS, GridError, load_grid, resolve_grid_path, slugify
+from drgrpo_cli.metrics_math import length_growth, tail_mean, window_size
+from drgrpo_cli.runlog import run_state
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fake trainers (same signature as drgrpo_cli.trainer.train)
+
+
+class RunExistsError(Exception):
+    pass
+
+
+def _metrics_row(config: TrainConfig, step: int) -> dict:
+    # deterministic, seed-dependent synthetic metrics (exact binary fractions)
+    k = 1 + config.seed
+    row = {
+        "step": step,
+        "train/reward": step / (8 * k),
+        "train/accuracy": 0.5,
+        "train/len_correct": 20.0,
+        "train/len_incorrect": 10.0 * step * k,
+        "train/len_mean": 15.0,
+    }
+    if step % 5 == 0:
+        row["eval/accuracy"] = 0.25 * (step // 5)
+    return row
+
+
+def fake_train(config, out_dir, *, resume=False, force=False, on_step=None, progress=True):
+    """Mimics the trainer's contract: refuses an existing dir, resumes after the last metrics row."""
+    out_dir = Path(out_dir)
+    summary_path = out_dir / "summary.json"
+    if out_dir.exists() and (out_dir / "config.json").exists() and not (resume or force):
+        raise RunExistsError(f"{out_dir} exists")
+    if resume and summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "finished":
+        return json.loads(summary_path.read_text())
+    if force and out_dir.exists():
+        for p in out_dir.iterdir():
+            p.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "calls.jsonl", "a") as f:
+        f.write(json.dumps({"resume": resume, "force": force, "pid": os.getpid(), "start": time.time()}) + "\n")
+    (out_dir / "config.json").write_text(json.dumps(config.validate().to_dict()))
+    done = 0
+    metrics = out_dir / "metrics.jsonl"
+    if resume and metrics.exists():
+        done = len([ln for ln in metrics.read_text().splitlines() if ln.strip()])
+    if summary_path.exists():
+        summary_path.unlink()
+    with open(metrics, "a") as f:
+        for step in range(done + 1, config.steps + 1):
+            row = _metrics_row(config, step)
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            if on_step:
+                on_step(row)
+            _maybe_fail(config, step, out_dir)
+    summary = {"status": "finished", "steps": config.steps}
+    summary_path.write_text(json.dumps(summary))
+    with open(out_dir / "calls.jsonl", "a") as f:
+        f.write(json.dumps({"end": time.time()}) + "\n")
+    return summary
+
+
+def _maybe_fail(config, step, out_dir):
+    """Failure injection keyed on lr (so grids can choose which arm fails)."""
+    if config.lr == 0.125 and step == 2:
+        raise FloatingPointError("NaN loss at step 2")
+    if config.lr == 0.25 and step == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if config.lr == 0.375 and step == 2:
+        os._exit(3)
+    if config.lr == 0.5:
+        time.sleep(0.4)  # slow enough to see two runs overlap
+
+
+def calls(run_dir: Path) -> list[dict]:
+    p = Path(run_dir) / "calls.jsonl"
+    return [json.loads(ln) for ln in p.read_text().splitlines()] if p.exists() else []
+
+
+def quiet():
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=160)
+
+
+def write(tmp_path: Path, text: str, name: str = "g.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text).lstrip())
+    return p
+
+
+SMALL = """
+name = "small"
+seeds = [0]
+[base]
+steps = 4
+[axes]
+adv_scale = ["group", "none"]
+loss_agg = ["seq_mean", "max_tokens"]
+[arms]
+GRPO = {adv_scale="group", loss_agg="seq_mean"}
+"Dr. GRPO" = {adv_scale="none", loss_agg="max_tokens"}
+"""
+
+
+def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# metrics math
+
+
+def test_windows_and_growth():
+    assert window_size(200, 0.1) == 20 and window_size(200, 0.2) == 40
+    assert window_size(10, 0.1) == 1 and window_size(2, 0.1) == 1 and window_size(0, 0.1) == 0
+    assert window_size(15, 0.1) == 2  # ceil
+    s = [float(i) for i in range(1, 11)]
+    assert tail_mean(s, 0.1) == 10.0
+    assert length_growth(s) == 9.5 - 1.0
+    assert length_growth([None, 2.0, None, 4.0, None], 0.2, 0.4) is None  # first window has no value
+    assert length_growth([None] * 5) is None
+    assert length_growth([1.0, None, 3.0, float("nan"), 5.0], 0.4, 0.4) == 5.0 - 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# grid files
+
+
+def test_bundled_grids_identical_to_repo_copies():
+    data = sorted(p.name for p in (REPO / "drgrpo_cli" / "data").glob("*.toml"))
+    repo = sorted(p.name for p in (REPO / "ablations").glob("*.toml"))
+    assert data == repo == sorted(f"{n}.toml" for n in BUNDLED_GRIDS)
+    for n in data:
+        assert (REPO / "drgrpo_cli" / "data" / n).read_bytes() == (REPO / "ablations" / n).read_bytes(), n
+
+
+def test_default_grid_resolution(tmp_path, monkeypatch):
+    assert resolve_grid_path(None) == gridmod.DATA_DIR / "bias-2x2.toml"
+    assert resolve_grid_path("loss-modes") == gridmod.DATA_DIR / "loss-modes.toml"
+    assert resolve_grid_path("loss-modes.toml") == gridmod.DATA_DIR / "loss-modes.toml"
+    own = write(tmp_path, SMALL, "loss-modes.toml")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_grid_path("loss-modes.toml") == Path("loss-modes.toml")  # an existing file wins
+    assert resolve_grid_path(own) == own
+    with pytest.raises(GridError, match="no such grid file"):
+        resolve_grid_path("nope")
+
+
+def test_bias_2x2_grid():
+    g = load_grid(None)
+    assert g.name == "bias-2x2" and g.seeds == (0,)
+    assert [(r.name, r.arm) for r in g.runs] == [
+        ("grpo__seed0", "GRPO"), ("std-only-fix__seed0", "std-only fix"),
+        ("length-only-fix__seed0", "length-only fix"), ("dr-grpo__seed0", "Dr. GRPO")]
+    knobs = {r.arm: (r.config.adv_scale, r.config.loss_agg) for r in g.runs}
+    assert knobs == {"GRPO": ("group", "seq_mean"), "std-only fix": ("none", "seq_mean"),
+                     "length-only fix": ("group", "max_tokens"), "Dr. GRPO": ("none", "max_tokens")}
+    base = TrainConfig()
+    for r in g.runs:  # base = the built-in task defaults
+        assert r.config.task == "builtin" and r.config.steps == base.steps and r.config.lr == base.lr
+
+
+def test_loss_modes_grid():
+    g = load_grid("loss-modes")
+    assert [(r.name, r.arm, r.config.adv_scale, r.config.loss_agg) for r in g.runs] == [
+        ("grpo__seed0", "GRPO", "group", "seq_mean"),
+        ("dapo-token_mean__seed0", "DAPO (token_mean)", "group", "token_mean"),
+        ("dr-grpo-loss-max_tokens__seed0", "Dr. GRPO loss (max_tokens)", "group", "max_tokens"),
+        ("seq_sum__seed0", "seq_sum", "group", "seq_sum")]
+
+
+def test_qwen_grid_validates():
+    g = load_grid("qwen-math-1.5b-2x2")
+    assert len(g.runs) == 4
+    for r in g.runs:
+        c = r.config.validate()
+        assert (c.model, c.task, c.dataset, c.eval_datasets, c.template) == (
+            "Qwen/Qwen2.5-Math-1.5B", "math", "data/math_lvl3to5.jsonl", ("data/math500.jsonl",), "qwen_math")
+        assert (c.backend, c.device, c.dtype) == ("vllm", "cuda", "bfloat16")
+        assert (c.group_size, c.prompts_per_step, c.max_tokens, c.lr, c.beta, c.epsilon, c.temperature,
+                c.eval_every, c.steps) == (8, 128, 3000, 1e-6, 0.0, 0.2, 1.0, 16, 150)
+        assert c.loss_max_tokens == 3000
+
+
+def test_slugify():
+    assert slugify("GRPO") == "grpo"
+    assert slugify("Dr. GRPO") == "dr-grpo"
+    assert slugify("std-only fix") == "std-only-fix"
+    assert slugify("DAPO (token_mean)") == "dapo-token_mean"
+    assert slugify("lr 0.001") == "lr-0.001"
+    assert slugify("  ##  ") == ""
+
+
+def test_unnamed_points_and_seeds_and_sets(tmp_path):
+    p = write(tmp_path, """
+        seeds = [0, 1]
+        [base]
+        steps = 3
+        [axes]
+        adv_scale = ["group", "none"]
+        loss_agg = ["seq_mean", "max_tokens"]
+        lr = [0.001]
+    """)
+    g = load_grid(p, sets=["steps=7", "max_tokens=32"])
+    assert g.name == "g"  # file stem
+    names = [r.name for r in g.runs]
+    assert names[:4] == ["group-seq_mean-0.001__seed0", "group-max_tokens-0.001__seed0",
+                         "none-seq_mean-0.001__seed0", "none-max_tokens-0.001__seed0"]
+    assert names[4:] == [n.replace("seed0", "seed1") for n in names[:4]]  # seed-major
+    assert [r.arm for r in g.runs[:4]] == ["GRPO (lr=0.001)", "length-only fix (lr=0.001)",
+                                           "std-only fix (lr=0.001)", "Dr. GRPO (lr=0.001)"]
+    assert all(r.config.steps == 7 and r.config.max_tokens == 32 for r in g.runs)
+    assert [r.config.seed for r in g.runs] == [0] * 4 + [1] * 4
+    assert g.runs[0].overrides == {"adv_scale": "group", "loss_agg": "seq_mean", "lr": 0.001}
+    g2 = load_grid(p, seeds=[3])
+    assert [r.name for r in g2.runs][0] == "group-seq_mean-0.001__seed3" and len(g2.runs) == 4
+    j = g.to_json()
+    assert j["arms"]["none-max_tokens-0.001__seed1"] == "Dr. GRPO (lr=0.001)"
+    assert j["runs"][0]["overrides"] == {"adv_scale": "group", "loss_agg": "seq_mean", "lr": 0.001}
+
+
+def test_arms_only_grid(tmp_path):
+    p = write(tmp_path, """
+        name = "presets"
+        [base]
+        steps = 3
+        [arms]
+        GRPO = {adv_scale="group", loss_agg="seq_mean"}
+        "DAPO-ish" = {adv_scale="group", loss_agg="token_mean", epsilon_high=0.28}
+        [arms."Dr. GRPO"]
+        adv_scale = "none"
+        loss_agg = "max_tokens"
+        lr = 0.01
+    """)
+    g = load_grid(p)
+    assert [(r.name, r.arm) for r in g.runs] == [("grpo__seed0", "GRPO"), ("dapo-ish__seed0", "DAPO-ish"),
+                                                 ("dr-grpo__seed0", "Dr. GRPO")]
+    assert g.runs[1].config.epsilon_high == 0.28 and g.runs[2].config.lr == 0.01
+
+
+def test_lists_and_types_are_coerced(tmp_path):
+    p = write(tmp_path, """
+        [base]
+        lr = 1
+        task = "math"
+        dataset = "d.jsonl"
+        eval_datasets = ["a.jsonl", "b.jsonl"]
+        [arms]
+        a = {}
+    """)
+    c = load_grid(p).runs[0].config
+    assert c.lr == 1.0 and isinstance(c.lr, float) and c.eval_datasets == ("a.jsonl", "b.jsonl")
+
+
+ERRORS = [
+    # (grid text, line, fragment of the message)
+    ('name = "x"\n[axes]\nadv_scale = ["group" "none"]\n', 3, "TOML syntax error: Unclosed array"),
+    ('[axes]\nadv_scale = ["group",\n', 2, "TOML syntax error"),
+    ('[base]\nsteps = 3\n[base]\nlr = 1\n', 3, "twice"),
+    ('name = "x"\nstepz = 3\n[axes]\nadv_scale = ["group"]\n', 2, "unknown top-level key 'stepz'"),
+    ('name = "x"\nsteps = 3\n[axes]\nadv_scale = ["group"]\n', 2, "config fields go in [base]"),
+    ('[base]\nsteps = 3\nlrr = 0.1\n[axes]\nadv_scale = ["group"]\n', 3, "unknown config key 'lrr'"),
+    ('[base]\nsteps = 3\n[axes]\nadv_scale = ["group"]\nloss_aggr = ["seq_mean"]\n', 5, "unknown config key 'loss_aggr'"),
+    ('[axes]\nadv_scale = ["group", "none"]\nloss_agg = []\n', 3, "empty"),
+    ('[axes]\nadv_scale = "group"\n', 2, "must be a list"),
+    ('[base]\nsteps = "many"\n[axes]\nadv_scale = ["group"]\n', 2, "steps"),
+    ('[base]\nsteps = 2.5\n[axes]\nadv_scale = ["group"]\n', 2, "expected int"),
+    ('[axes]\nadv_scale = ["group", "grp"]\n', 2, "adv_scale must be one of"),
+    ('[base]\nsteps = 0\n[axes]\nadv_scale = ["group"]\n', 2, "steps must be >= 1"),
+    ('[base]\nseed = 3\n[axes]\nadv_scale = ["group"]\n', 2, "seed is not a grid key"),
+    ('seeds = []\n[axes]\nadv_scale = ["group"]\n', 1, "seeds must be a non-empty list"),
+    ('name = "x"\n[base]\nsteps = 3\n', 1, "grid has no runs"),
+    ('[axes]\nadv_scale = ["group", "none"]\n[arms]\nX = {adv_scale="batch"}\n', 4, "matches no grid point"),
+    ('[axes]\nadv_scale = ["group"]\nloss_agg = ["seq_mean", "max_tokens"]\n[arms]\n"My arm" = {adv_scale="group"}\n',
+     5, "matches 2 grid points; give a value for loss_agg"),
+    ('[axes]\nadv_scale = ["group", "none"]\n[arms]\nA = {adv_scale="none"}\nB = {adv_scale="none"}\n', 5,
+     "name the same grid point"),
+    ('[axes]\nadv_scale = ["group", "none"]\n[arms]\nA = {adv_scale="none", lr=0.1}\n', 4, "not an axis"),
+    ('[axes]\nadv_scale = ["group", "none"]\n[arms]\nA = {adv_scale="none", lrr=0.1}\n', 4, "unknown config key 'lrr'"),
+    ('[axes]\nadv_scale = ["group", "none"]\n[arms]\n"A!" = {adv_scale="none"}\n"a" = {adv_scale="group"}\n', 5,
+     "same directory name"),
+    ('[base]\nsteps = 3\n[arms]\nA = {adv_scale="none"}\nB = {adv_scale="group", loss_agg="nope"}\n', 5,
+     "loss_agg must be one of"),
+    ('[base]\ntask = "math"\n[axes]\nadv_scale = ["group"]\n', 2, "task 'math' needs --dataset"),
+]
+
+
+@pytest.mark.parametrize("text,line,fragment", ERRORS)
+def test_grid_errors_name_file_and_line(tmp_path, text, line, fragment):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(GridError) as ei:
+        load_grid(p)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{p}:{line}: "), msg
+    assert fragment in msg, msg
+
+
+def test_set_errors(tmp_path):
+    p = write(tmp_path, SMALL)
+    for sets, fragment in ((["stepz=3"], "--set stepz=3: unknown config key"), (["steps"], "expected KEY=VALUE"),
+                           (["adv_scale=none"], "is an axis"), (["seed=3"], "--seeds"),
+                           (["lr=fast"], "--set lr=fast"), (["lr=-1"], "lr must be > 0")):
+        with pytest.raises(GridError, match=None) as ei:
+            load_grid(p, sets=sets)
+        assert fragment in str(ei.value), (sets, str(ei.value))
+    with pytest.raises(GridError, match="--seeds"):
+        load_grid(p, seeds=[-1])
+
+
+def test_unreadable_grid(tmp_path):
+    with pytest.raises(GridError, match="no such grid file"):
+        load_grid(tmp_path / "missing.toml")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# runner: dry run, parallel, failures, resume, grid.json, summary
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    p = write(tmp_path, SMALL)
+    out = tmp_path / "sweep"
+    r = ablate(p, out=out, dry_run=True, train_fn=fake_train, console=quiet())
+    assert not out.exists()
+    assert [x.action for x in r.runs] == ["start"] * 4 and r.dry_run and r.exit_code == 0
+    ablate(p, out=out, train_fn=fake_train, console=quiet(), workers=2)
+    (out / "grpo__seed0" / "summary.json").unlink()  # partial now
+    before = tree(out)
+    r = ablate(p, out=out, dry_run=True, seeds=[0, 1], train_fn=fake_train, console=quiet())
+    assert tree(out) == before
+    acts = {x.name: x.action for x in r.runs}
+    assert acts["grpo__seed0"] == "resume" and acts["dr-grpo__seed0"] == "skip" and acts["grpo__seed1"] == "start"
+
+
+def test_parallel_two_workers(tmp_path):
+    p = write(tmp_path, """
+        name = "small"
+        [base]
+        steps = 3
+        lr = 0.5
+        [axes]
+        adv_scale = ["none"]
+        loss_agg = ["seq_mean", "max_tokens"]
+    """)
+    out = tmp_path / "sweep"
+    r = ablate(p, out=out, workers=2, train_fn=fake_train, console=quiet())
+    assert r.exit_code == 0 and r.workers == 2 and r.threads == max(1, (len(os.sched_getaffinity(0))) // 2)
+    runs = [out / x.name for x in r.runs]
+    assert len(runs) == 2 and all(run_state(d) == "finished" for d in runs)
+    c = [calls(d) for d in runs]
+    starts = [x[0]["start"] for x in c]
+    ends = [x[-1]["end"] for x in c]
+    assert max(starts) < min(ends), "the two runs did not overlap"
+    assert c[0][0]["pid"] != c[1][0]["pid"] != os.getpid()
+    g = json.loads((out / "grid.json").read_text())
+    assert g["name"] == "small" and g["source"] == str(p)
+    assert g["arms"] == {"none-seq_mean__seed0": "std-only fix", "none-max_tokens__seed0": "Dr. GRPO"}
+    assert [x["dir"] for x in g["runs"]] == [x.name for x in r.runs]
+    assert {"dir", "arm", "seed", "overrides"} <= set(g["runs"][0])
+
+
+FAILING = """
+name = "failing"
+[base]
+steps = 4
+[arms]
+ok1 = {adv_scale="group", loss_agg="seq_mean"}
+nan = {adv_scale="none", loss_agg="max_tokens", lr=0.125}
+sigkill = {adv_scale="none", loss_agg="seq_mean", lr=0.25}
+osexit = {adv_scale="group", loss_agg="max_tokens", lr=0.375}
+ok2 = {adv_scale="group", loss_agg="token_mean"}
+"""
+
+
+def test_failures_are_isolated_and_recorded(tmp_path):
+    p = write(tmp_path, FAILING)
+    out = tmp_path / "sweep"
+    r = ablate(p, out=out, workers=2, train_fn=fake_train, console=quiet())
+    assert r.exit_code == 1
+    st = {x.name: x for x in r.runs}
+    assert st["ok1__seed0"].status == st["ok2__seed0"].status == "finished"
+    assert run_state(out / "ok2__seed0") == "finished"
+    assert {x.name for x in r.failed} == {"nan__seed0", "sigkill__seed0", "osexit__seed0"}
+    assert st["nan__seed0"].error == "FloatingPointError: NaN loss at step 2"
+    assert "killed by SIGKILL" in st["sigkill__seed0"].error
+    assert "exit code 3" in st["osexit__seed0"].error
+    for name in ("nan__seed0", "sigkill__seed0", "osexit__seed0"):
+        s = json.loads((out / name / "summary.json").read_text())
+        assert s["status"] == "failed" and s["error"] == st[name].error and s["last_step"] == 2
+        assert run_state(out / name) == "failed"
+    log = (out / "logs" / "nan__seed0.log").read_text()
+    assert "FloatingPointError" in log and "Traceback" in log
+    rows = list((out / "summary.csv").read_text().splitlines())
+    assert rows[0] == ",".join(CSV_COLUMNS)
+    assert rows[2].startswith("nan,0,1,1,")
+
+    # failed runs are retried with resume=True by default; the injected failure fires at step 2 only, so
+    # the resumed runs (which start at step 3) finish
+    r2 = ablate(p, out=out, workers=2, train_fn=fake_train, console=quiet())
+    assert r2.exit_code == 0
+    acts = {x.name: x.action for x in r2.runs}
+    assert acts == {"ok1__seed0": "skip", "nan__seed0": "retry", "sigkill__seed0": "retry",
+                    "osexit__seed0": "retry", "ok2__seed0": "skip"}
+    assert calls(out / "nan__seed0")[-2]["resume"] is True
+    assert all(run_state(out / x.name) == "finished" for x in r2.runs)
+    lines = (out / "nan__seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]
+
+
+def test_resume_semantics_and_noop(tmp_path):
+    p = write(tmp_path, SMALL)
+    out = tmp_path / "sweep"
+    r = ablate(p, out=out, train_fn=fake_train, console=quiet())
+    assert r.exit_code == 0 and [x.action for x in r.runs] == ["start"] * 4
+    # make one run partial (killed after 2 steps) and one failed
+    part = out / "grpo__seed0"
+    (part / "summary.json").unlink()
+    rows = (part / "metrics.jsonl").read_text().splitlines()
+    (part / "metrics.jsonl").write_text("\n".join(rows[:2]) + "\n")
+    failed = out / "dr-grpo__seed0"
+    (failed / "summary.json").write_text(json.dumps({"status": "failed", "error": "boom"}))
+    untouched = ["none-seq_mean__seed0", "group-max_tokens__seed0"]
+    before = {n: tree(out / n) for n in untouched}
+    time.sleep(0.01)
+    r = ablate(p, out=out, train_fn=fake_train, console=quiet())
+    assert r.exit_code == 0
+    assert {x.name: x.action for x in r.runs} == {"grpo__seed0": "resume", "none-seq_mean__seed0": "skip",
+                                                  "group-max_tokens__seed0": "skip", "dr-grpo__seed0": "retry"}
+    for n in untouched:
+        assert tree(out / n) == before[n]
+    assert calls(part)[-2]["resume"] is True and calls(failed)[-2]["resume"] is True
+    assert [json.loads(x)["step"] for x in (part / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    # a finished sweep: a no-op that changes no file
+    before_all = tree(out)
+    t = time.time()
+    r = ablate(p, out=out, train_fn=fake_train, console=quiet())
+    assert time.time() - t < 2 and r.exit_code == 0 and all(x.action == "skip" for x in r.runs)
+    assert tree(out) == before_all
+    # --force: everything from scratch
+    r = ablate(p, out=out, train_fn=fake_train, force=True, console=quiet())
+    assert all(x.action == "restart" for x in r.runs) and r.exit_code == 0
+    assert all(calls(out / x.name)[0]["force"] is True for x in r.runs)
+
+
+def test_noop_does_not_import_torch(tmp_path):
+    p = write(tmp_path, SMALL)
+    out = tmp_path / "sweep"
+    ablate(p, out=out, train_fn=fake_train, console=quiet())
+    code = (f"import sys; from drgrpo_cli.ablate import ablate; "
+            f"r = ablate({str(p)!r}, out={str(out)!r}); "
+            f"assert r.exit_code == 0 and all(x.action == 'skip' for x in r.runs); "
+            f"assert 'torch' not in sys.modules, 'torch was imported'")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "nothing to do" in res.stdout
+
+
+def test_grid_json_conflict_and_merge(tmp_path):
+    p = write(tmp_path, SMALL)
+    out = tmp_path / "sweep"
+    ablate(p, out=out, train_fn=fake_train, console=quiet())
+    g1 = (out / "grid.json").read_bytes()
+    with pytest.raises(GridError) as ei:
+        ablate(p, out=out, sets=["steps=5"], train_fn=fake_train, console=quiet())
+    assert "different grid" in str(ei.value) and "--force" in str(ei.value) and "\n" not in str(ei.value)
+    with pytest.raises(GridError):
+        ablate(p, out=out, sets=["steps=5"], dry_run=True, train_fn=fake_train, console=quiet())
+    assert (out / "grid.json").read_bytes() == g1
+    # more seeds: compatible, grid.json becomes the union
+    r = ablate(p, out=out, seeds=[1], train_fn=fake_train, console=quiet())
+    assert r.exit_code == 0
+    g = json.loads((out / "grid.json").read_text())
+    assert len(g["runs"]) == 8 and g["seeds"] == [0, 1] and len(g["arms"]) == 8
+    arms = summarize(out)
+    assert [(a.arm, a.runs_done, a.runs_total) for a in arms][0] == ("GRPO", 2, 2)
+    # --force replaces it
+    r = ablate(p, out=out, sets=["steps=2"], force=True, train_fn=fake_train, console=quiet())
+    g = json.loads((out / "grid.json").read_text())
+    assert r.exit_code == 0 and len(g["runs"]) == 4 and g["runs"][0]["config"]["steps"] == 2
+
+
+def test_summary_numbers_exact(tmp_path):
+    p = write(tmp_path, """
+        name = "numbers"
+        seeds = [0, 1]
+        [base]
+        steps = 10
+        [arms]
+        GRPO = {adv_scale="group", loss_agg="seq_mean"}
+    """)
+    out = tmp_path / "sweep"
+    r = ablate(p, out=out, train_fn=fake_train, console=quiet())
+    assert r.exit_code == 0
+    # seed 0 (k=1): reward = step/8 -> last 10% (step 10) = 1.25; seed 1 (k=2): step/16 -> 0.625
+    # len_incorrect = 10*step*k: last 20% (steps 9, 10) = 95k, first 10% (step 1) = 10k -> growth 85k
+    # eval/accuracy at steps 5 and 10 = 0.25, 0.5 -> last = 0.5
+    a = r.arms[0]
+    assert (a.arm, a.runs_done, a.runs_total, a.runs_failed) == ("GRPO", 2, 2, 0)
+    assert a.final_reward == (1.25 + 0.625) / 2
+    assert a.final_accuracy == 0.5
+    assert a.eval_accuracy == 0.5
+    assert a.len_incorrect_growth == (85.0 + 170.0) / 2
+    assert a.len_correct_growth == 0.0
+    assert (out / "summary.csv").read_text() == (
+        ",".join(CSV_COLUMNS) + "\n" + "GRPO,2,2,0,0.9375,0.5,0.5,127.5,0\n")
+    # a partial run does not count towards the numbers
+    (out / "grpo__seed1" / "summary.json").unlink()
+    s = ablate_status(out, console=quiet())
+    assert s.arms[0].runs_done == 1 and s.arms[0].final_reward == 1.25
+    assert {x.name: x.status for x in s.runs} == {"grpo__seed0": "finished", "grpo__seed1": "partial"}
+    assert s.runs[0].step == 10 and s.runs[0].steps == 10
+
+
+def test_status_without_grid_json_and_errors(tmp_path):
+    p = write(tmp_path, SMALL)
+    out = tmp_path / "sweep"
+    ablate(p, out=out, train_fn=fake_train, console=quiet())
+    (out / "grid.json").unlink()
+    before = tree(out)
+    s = ablate_status(out, console=quiet())
+    assert tree(out) == before
+    assert sorted(a.arm for a in s.arms) == sorted(["GRPO", "Dr. GRPO", "std-only fix", "length-only fix"])
+    with pytest.raises(AblateError, match="no such sweep directory"):
+        ablate_status(tmp_path / "nope")
+    with pytest.raises(AblateError, match="backend"):
+        ablate(p, out=out, backend="slurm")
+    with pytest.raises(AblateError, match="workers"):
+        ablate(p, out=out, workers=0)
+
+
+def test_live_view_renders(tmp_path):
+    from rich.console import Console
+
+    buf = io.StringIO()
+    con = Console(file=buf, width=160, force_terminal=True)
+    p = write(tmp_path, SMALL)
+    r = ablate(p, out=tmp_path / "sweep", train_fn=fake_train, console=con, live=True, workers=2)
+    assert r.exit_code == 0
+    text = buf.getvalue()
+    assert "grpo__seed0" in text and "finished" in text and "4/4" in text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI function
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    code = ("import typer, sys\nfrom drgrpo_cli.cli_ablate import ablate_cli\n"
+            "app = typer.Typer()\napp.command('ablate')(ablate_cli)\n@app.command()\ndef other(): pass\n"
+            "app(prog_name='drgrpo')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "150"}
+    return subprocess.run([sys.executable, "-c", code, "ablate", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_cli_module_imports_are_light():
+    code = ("import sys, time; t = time.time(); import drgrpo_cli.cli_ablate; "
+            "heavy = [m for m in ('torch', 'drgrpo_cli.ablate', 'ray', 'multiprocessing.managers') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_cli_help_dry_run_and_errors(tmp_path):
+    res = _cli("--help")
+    assert res.returncode == 0 and "--seeds" in res.stdout and "--status" in res.stdout and "--set" in res.stdout
+    res = _cli("--dry-run", "--set", "steps=3", "--seeds", "0,1", "-o", str(tmp_path / "s"))
+    assert res.returncode == 0, res.stderr
+    assert "dr-grpo__seed1" in res.stdout and not (tmp_path / "s").exists()
+    for args, fragment in ((["--set", "stepz=3", "--dry-run"], "unknown config key"),
+                           (["--seeds", "a", "--dry-run"], "--seeds"),
+                           (["nope.toml", "--dry-run"], "no such grid file"),
+                           (["--backend", "slurm", "--dry-run"], "backend"),
+                           (["--status", str(tmp_path / "none")], "no such sweep directory"),
+                           (["--status", str(tmp_path), "--force"], "--status takes only")):
+        res = _cli(*args)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        err = res.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], (args, res.stderr)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[axes]\nadv_scale = [\n")
+    res = _cli(str(bad), "--dry-run")
+    assert res.returncode == 2 and f"{bad}:2:" in res.stderr
+
+
+def test_cli_status_and_failed_exit_code(tmp_path):
+    p = write(tmp_path, FAILING.replace('sigkill = {adv_scale="none", loss_agg="seq_mean", lr=0.25}\n', "")
+              .replace('osexit = {adv_scale="group", loss_agg="max_tokens", lr=0.375}\n', ""))
+    out = tmp_path / "sweep"
+    ablate(p, out=out, train_fn=fake_train, console=quiet())
+    res = _cli("--status", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "nan__seed0" in res.stdout and "failed" in res.stdout and "NaN loss" in res.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Ray backend
+
+
+@pytest.mark.ray
+def test_ray_backend_local_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    p = write(tmp_path, FAILING.replace('sigkill = {adv_scale="none", loss_agg="seq_mean", lr=0.25}\n', "")
+              .replace('osexit = {adv_scale="group", loss_agg="max_tokens", lr=0.375}\n', ""))
+    out = tmp_path / "sweep"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO)])}})
+    try:
+        r = ablate(p, out=out, backend="ray", train_fn=fake_train, console=quiet())
+        assert r.exit_code == 1
+        st = {x.name: x for x in r.runs}
+        assert st["ok1__seed0"].status == st["ok2__seed0"].status == "finished"
+        assert st["nan__seed0"].status == "failed" and "NaN loss" in st["nan__seed0"].error
+        assert json.loads((out / "nan__seed0" / "summary.json").read_text())["status"] == "failed"
+        assert r.threads == 1  # 2 CPUs / 3 runs -> 1 CPU per task
+        # resume semantics are the same: finished skipped, failed retried (and now finishes)
+        before = tree(out / "ok1__seed0")
+        r = ablate(p, out=out, backend="ray", train_fn=fake_train, console=quiet())
+        assert r.exit_code == 0 and {x.name: x.action for x in r.runs}["ok1__seed0"] == "skip"
+        assert tree(out / "ok1__seed0") == before
+        assert calls(out / "nan__seed0")[-2]["resume"] is True
+        assert ray.is_initialized()  # a Ray instance the caller started is left running
+    finally:
+        ray.shutdown()

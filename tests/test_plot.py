@@ -1,0 +1,345 @@
+"""``drgrpo plot`` as a library: synthetic run directories with known numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+
+from drgrpo_cli.config import TrainConfig
+from drgrpo_cli.plot import PlotError, PlotResult, length_growth, mean_ci, plot, t_quantile, window_mean
+
+G = 4
+STEPS = 10
+# mean |A| per group by k (k = 0..G): std-scaled arms and unscaled arms
+ABS_STD = [0.0, 0.8, 1.0, 0.8, 0.0]
+ABS_NOSTD = [0.0, 0.375, 0.5, 0.375, 0.0]
+COUNTS = [1, 2, 3, 2, 1]
+
+
+def write_run(
+    d: Path,
+    *,
+    adv_scale: str = "group",
+    loss_agg: str = "seq_mean",
+    seed: int = 0,
+    first: float = 100.0,
+    last: float = 140.0,
+    reward_last: float = 0.5,
+    eval_acc: tuple[float, float] | None = (0.3, 0.6),
+    finished: bool = True,
+    steps: int = STEPS,
+    lr: float = 1e-3,
+    extra_config: dict | None = None,
+) -> Path:
+    """len_incorrect = ``first`` at step 1, ``last`` on the final 20% of steps, linear ramp in between."""
+    d.mkdir(parents=True)
+    TrainConfig(adv_scale=adv_scale, loss_agg=loss_agg, seed=seed, steps=steps, group_size=G, lr=lr).save(d / "config.json")
+    if extra_config:
+        cfg = json.loads((d / "config.json").read_text())
+        cfg.update(extra_config)
+        (d / "config.json").write_text(json.dumps(cfg))
+    n_last = math.ceil(0.2 * steps)
+    abs_adv = ABS_STD if adv_scale != "none" else ABS_NOSTD
+    rows = []
+    for s in range(1, steps + 1):
+        if s > steps - n_last:
+            li = last
+        else:
+            li = first + (last - first) * (s - 1) / max(1, steps - n_last)
+        row = {
+            "step": s,
+            "train/reward": reward_last if s == steps else 0.1,
+            "train/accuracy": reward_last if s == steps else 0.1,
+            "train/len_mean": 50.0 + s,
+            "train/len_correct": 40.0,
+            "train/len_incorrect": li,
+            "train/loss": 0.01 * s,
+            "train/entropy": 1.0 - 0.05 * s,
+            "train/grad_norm": None,
+        }
+        for k in range(G + 1):
+            row[f"difficulty/k{k}/groups"] = COUNTS[k]
+            row[f"difficulty/k{k}/abs_adv"] = abs_adv[k]
+        if eval_acc is not None and s in (steps // 2, steps):
+            acc = eval_acc[0] if s == steps // 2 else eval_acc[1]
+            row.update({"eval/accuracy": acc, "eval/len_mean": 60.0, "eval/len_correct": 50.0,
+                        "eval/len_incorrect": 70.0})
+        rows.append(row)
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if finished:
+        (d / "summary.json").write_text(json.dumps({"status": "finished"}))
+    return d
+
+
+def png_size(p: Path) -> tuple[int, int]:
+    data = p.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
+    """GRPO growth 40/50, Dr. GRPO 10/20 -> means 45 and 15, difference 30 (Welch df = 2)."""
+    root = tmp_path_factory.mktemp("sweep")
+    write_run(root / "grpo-s0", seed=0, last=140, reward_last=0.5)
+    write_run(root / "grpo-s1", seed=1, last=150, reward_last=0.7)
+    write_run(root / "drgrpo-s0", adv_scale="none", loss_agg="max_tokens", seed=0, last=110)
+    write_run(root / "drgrpo-s1", adv_scale="none", loss_agg="max_tokens", seed=1, last=120)
+    res = plot([root], smooth=2, metrics=["train/entropy"], formats=("png", "svg"))
+    return root, res
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure helpers
+# ---------------------------------------------------------------------------------------------------
+def test_length_growth_inputs_and_windows():
+    import pandas as pd
+
+    vals = [100, 100, 110, 120, 130, 140, 150, 160, 170, 180]
+    assert length_growth(vals) == 75.0  # last 2 (175) - first 1 (100)
+    rows = [{"step": s + 1, "train/len_incorrect": v} for s, v in enumerate(vals)][::-1]  # unsorted rows
+    assert length_growth(rows) == 75.0
+    df = pd.DataFrame(rows)
+    assert length_growth(df) == 75.0
+    assert length_growth(df.set_index("step")["train/len_incorrect"]) == 75.0
+    # n = 30 -> windows of 3 and 6 steps (no float round-up to 4)
+    assert length_growth(list(range(30))) == pytest.approx((24 + 25 + 26 + 27 + 28 + 29) / 6 - 1)
+    # nulls inside a window are skipped; a window of only nulls -> NaN
+    assert length_growth([10, 20, 30, 40, 50, 60, 70, 80, None, 100]) == 90.0
+    assert math.isnan(length_growth([None, 1, 2, 3, 4, 5, 6, 7, 8, 9]))
+    assert length_growth([5.0]) == 0.0
+    assert math.isnan(length_growth([]))
+    assert window_mean(vals, 0.1, "last") == 180.0
+
+
+def test_length_growth_importable_without_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("import sys; from drgrpo_cli.plot import length_growth; "
+            "assert length_growth([1, 2, 3]) == 2; "
+            "assert 'matplotlib' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_t_quantile_matches_tables():
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062047, rel=1e-7)
+    assert t_quantile(0.975, 2) == pytest.approx(4.3026527, rel=1e-7)
+    assert t_quantile(0.975, 10) == pytest.approx(2.2281389, rel=1e-7)
+    assert t_quantile(0.975, 1e6) == pytest.approx(1.959966, rel=1e-5)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.7764451, rel=1e-7)
+    s = mean_ci([40.0, 50.0])
+    assert s["mean"] == 45.0 and s["lo"] == pytest.approx(45 - 12.7062047 * 5)
+    assert math.isnan(mean_ci([1.0])["lo"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# a full sweep
+# ---------------------------------------------------------------------------------------------------
+def test_sweep_files_and_figures(sweep):
+    root, res = sweep
+    out = root / "figures"
+    assert res.out == out and res.report == out / "report.md"
+    names = sorted(p.name for p in res.files)
+    for stem in ("length_growth", "token_efficiency", "difficulty_bias", "metrics"):
+        assert f"{stem}.png" in names and f"{stem}.svg" in names
+        assert (out / f"{stem}.svg").stat().st_size > 1000
+        assert png_size(out / f"{stem}.png")[0] >= 1200
+    assert "report.md" in names and "report.html" in names
+    assert all(p.parent == out for p in res.files)  # nothing outside <out>
+    assert res.warnings == []
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and 'src="length_growth.png"' in html
+
+
+def test_sweep_growth_numbers_exact(sweep):
+    _, res = sweep
+    arms = res.summary["arms"]
+    assert list(arms) == ["GRPO", "Dr. GRPO"]
+    g = arms["GRPO"]["len_incorrect_growth"]
+    assert g["values"] == [40.0, 50.0] and g["mean"] == 45.0
+    assert g["lo"] == pytest.approx(45 - 12.7062047 * 5) and g["hi"] == pytest.approx(45 + 12.7062047 * 5)
+    assert arms["Dr. GRPO"]["len_incorrect_growth"]["mean"] == 15.0
+    d = res.summary["growth_diff_grpo_minus_drgrpo"]
+    assert d["mean"] == 30.0 and d["df"] == pytest.approx(2.0)
+    half = 4.3026527 * math.sqrt(50)
+    assert d["lo"] == pytest.approx(30 - half) and d["hi"] == pytest.approx(30 + half)
+    md = res.report.read_text()
+    assert "| GRPO | 2 | +45.0 | [-18.5, +108.5] | +40.0, +50.0 |" in md
+    assert "| Dr. GRPO | 2 | +15.0 | [-48.5, +78.5] | +10.0, +20.0 |" in md
+    assert "**GRPO − Dr. GRPO** (incorrect-length growth): +30.0 tokens, 95% Welch CI [-0.4, +60.4], df = 2.0." in md
+    assert "Incorrect responses grew by +45.0 tokens under GRPO" in md
+    assert "vs +15.0 tokens under Dr. GRPO" in md
+    assert "the interval includes 0" in md
+
+
+def test_sweep_final_metrics_and_config(sweep):
+    _, res = sweep
+    md = res.report.read_text()
+    # reward: last 10% of 10 steps = the final step, 0.5 / 0.7 -> 0.600 ± 0.141; eval: the final eval point
+    assert "| GRPO | 2 | 0.600 ± 0.141 | 0.600 ± 0.141 | 60.0 ± 0.0 | 40.0 ± 0.0 | 145.0 ± 7.1 | 0.600 ± 0.000 |" in md
+    assert "| **adv_scale** |  | `group` | `none` |" in md
+    assert "| **loss_agg** |  | `seq_mean` | `max_tokens` |" in md
+    assert "| seed | `0, 1` |  |  |" in md
+    assert "| lr | `0.001` |  |  |" in md
+    for section in ("## Runs", "## Configuration", "## Final metrics", "## Incorrect-length growth",
+                    "## Difficulty bias", "## Figures"):
+        assert section in md
+    assert "![Length growth (train and eval)](length_growth.png)" in md
+
+
+def test_sweep_difficulty_numbers(sweep):
+    _, res = sweep
+    d = res.summary["difficulty"]
+    grpo, dr = d["GRPO"], d["Dr. GRPO"]
+    assert grpo["k"] == [0, 1, 2, 3, 4] and grpo["G"] == [G] * 5
+    assert grpo["mean_abs_adv"] == pytest.approx(ABS_STD)
+    total = sum(c * a for c, a in zip(COUNTS, ABS_STD))
+    assert grpo["share"] == pytest.approx([c * a / total for c, a in zip(COUNTS, ABS_STD)])
+    assert grpo["edge_ratio"] == pytest.approx(0.8) and dr["edge_ratio"] == pytest.approx(0.75)
+    md = res.report.read_text()
+    assert "is 0.80× under GRPO, 0.75× under Dr. GRPO that of a mid-difficulty group (2/4 correct)" in md
+    assert "up-weights these too-easy/too-hard groups 1.07×" in md
+    assert "| GRPO | 1/4 | 40 (22.2%) | 0.800 | 0.80 | 25.8% |" in md
+
+
+def test_deterministic_outputs(sweep, tmp_path):
+    root, res = sweep
+    res2 = plot([root], out=tmp_path / "again", smooth=2, metrics=["train/entropy"], formats=("png", "svg"))
+    assert [p.name for p in res2.files] == [p.name for p in res.files]  # fixed names, fixed order
+    assert res2.report.read_text() == res.report.read_text()  # no timestamps: same logs, same report
+
+
+# ---------------------------------------------------------------------------------------------------
+# arms, defaults, robustness
+# ---------------------------------------------------------------------------------------------------
+def test_run_dirs_default_out_and_arm_sources(tmp_path, monkeypatch):
+    a = write_run(tmp_path / "runs" / "a", extra_config={"arm": "my arm"}, eval_acc=None)
+    b = write_run(tmp_path / "runs" / "b", adv_scale="none", loss_agg="seq_mean", eval_acc=None)
+    monkeypatch.chdir(tmp_path)
+    res = plot([a, b], formats=("png",))
+    assert res.out == Path("drgrpo-plot") and (tmp_path / "drgrpo-plot" / "report.md").is_file()
+    assert list(res.summary["arms"]) == ["std-only fix", "my arm"]  # fixed order first, then others
+    assert any("eval panels skipped" in w for w in res.warnings)
+    assert res.summary["has_eval"] is False
+    assert png_size(tmp_path / "drgrpo-plot" / "length_growth.png")[0] >= 1200
+    assert not (a / "figures").exists()
+
+
+def test_grid_json_labels_and_mixed_configs(tmp_path):
+    root = tmp_path / "sw"
+    write_run(root / "r1", seed=0)
+    write_run(root / "r2", seed=1)
+    write_run(root / "r3", seed=0, lr=0.01)
+    # the shape `drgrpo ablate` writes: arms = run dir -> label, runs = [{dir, arm, seed, overrides, config}]
+    grid = {"name": "t", "seeds": [0, 1], "base": {}, "arms": {"r1": "baseline", "r2": "baseline"},
+            "runs": [{"dir": "r1", "arm": "baseline", "seed": 0, "overrides": {}, "config": {"seed": 0}},
+                     {"dir": "r2", "arm": "baseline", "seed": 1, "overrides": {}, "config": {"seed": 1}}]}
+    (root / "grid.json").write_text(json.dumps(grid))
+    res = plot([root], out=tmp_path / "o", formats=("png",))
+    arms = res.summary["arms"]
+    assert arms["baseline"]["runs"] == ["r1", "r2"]
+    assert arms["GRPO"]["runs"] == ["r3"]  # not in grid.json -> from its knobs
+    assert any("no arm for r3" in w for w in res.warnings)
+    # runs-only shape
+    (root / "grid.json").write_text(json.dumps({"runs": [{"dir": "r1", "arm": "A"}, {"dir": "r2", "arm": "B"},
+                                                         {"dir": "r3", "arm": "A"}]}))
+    res = plot([root], out=tmp_path / "o1", formats=("png",))
+    assert res.summary["arms"]["A"]["runs"] == ["r1", "r3"] and res.summary["arms"]["B"]["runs"] == ["r2"]
+    # without grid.json, GRPO runs with different lr are not pooled as seeds
+    (root / "grid.json").unlink()
+    res = plot([root], out=tmp_path / "o2", formats=("png",))
+    assert sorted(res.summary["arms"]) == ["GRPO (lr=0.001)", "GRPO (lr=0.01)"]
+    assert res.summary["arms"]["GRPO (lr=0.001)"]["n"] == 2
+
+
+def test_partial_torn_and_missing_eval(tmp_path):
+    root = tmp_path / "sw"
+    write_run(root / "done", seed=0)
+    p = write_run(root / "partial", seed=1, finished=False)
+    with open(p / "metrics.jsonl", "a") as f:
+        f.write('{"step": 11, "train/rew')
+    write_run(root / "noeval", seed=2, eval_acc=None)
+    e = root / "empty"
+    e.mkdir()
+    TrainConfig(seed=3).save(e / "config.json")
+    res = plot([root], formats=("png",))
+    w = "\n".join(res.warnings)
+    assert "partial: torn last line" in w
+    assert "partial: partial run" in w and "10 logged steps" in w
+    assert "noeval: no eval rows; left out of the eval panels" in w
+    assert "empty: no metrics rows yet; skipped" in w
+    assert res.summary["arms"]["GRPO"]["n"] == 3
+    assert res.summary["has_eval"] is True
+    md = res.report.read_text()
+    assert "## Warnings" in md and "torn last line dropped" in md
+    assert png_size(root / "figures" / "length_growth.png")[0] >= 1200
+
+
+def test_single_seed_has_no_interval(tmp_path):
+    write_run(tmp_path / "sw" / "g", seed=0, last=130)
+    write_run(tmp_path / "sw" / "d", adv_scale="none", loss_agg="max_tokens", seed=0, last=105)
+    res = plot([tmp_path / "sw"], formats=("png",))
+    md = res.report.read_text()
+    assert "| GRPO | 1 | +30.0 | — |" in md
+    assert "+25.0 tokens, 95% Welch CI —" in md
+    assert "(1 seed, no interval)" in md
+
+
+def test_errors_are_one_line_and_write_nothing(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(PlotError, match="no such file or directory"):
+        plot([tmp_path / "nope"], out=out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PlotError, match="empty directory"):
+        plot([tmp_path / "empty"], out=out)
+    (tmp_path / "noruns" / "x").mkdir(parents=True)
+    (tmp_path / "noruns" / "notes.txt").write_text("hi")
+    with pytest.raises(PlotError, match="no run directories"):
+        plot([tmp_path / "noruns"], out=out)
+    with pytest.raises(PlotError, match="no path given"):
+        plot([], out=out)
+    r = tmp_path / "sw" / "r"
+    r.mkdir(parents=True)
+    TrainConfig().save(r / "config.json")  # a run without metrics
+    with pytest.raises(PlotError, match="no metrics to plot"):
+        plot([tmp_path / "sw"], out=out)
+    write_run(tmp_path / "sw2" / "r")
+    with pytest.raises(PlotError, match="did you mean train/entropy"):
+        plot([tmp_path / "sw2"], out=out, metrics=["train/entropyy"])
+    with pytest.raises(PlotError, match="smooth"):
+        plot([tmp_path / "sw2"], out=out, smooth=0)
+    with pytest.raises(PlotError, match="unknown format"):
+        plot([tmp_path / "sw2"], out=out, formats=("jpg",))
+    assert not out.exists()
+    for msg in ("no such file", "empty directory"):
+        try:
+            plot([tmp_path / ("nope" if msg == "no such file" else "empty")])
+        except PlotError as e:
+            assert "\n" not in str(e)
+
+
+def test_cli_wrapper(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from drgrpo_cli.cli_plot import plot_cli
+
+    app = typer.Typer()
+    app.command("plot")(plot_cli)
+    app.command("other")(lambda: None)  # a multi-command app, as the real CLI
+    runner = CliRunner()
+    res = runner.invoke(app, ["plot", str(tmp_path / "nope")])
+    assert res.exit_code == 2
+    assert res.stderr.strip().count("\n") == 0 and "error: no such file or directory" in res.stderr
+    p = write_run(tmp_path / "sw" / "r", finished=False)
+    res = runner.invoke(app, ["plot", str(tmp_path / "sw"), "-o", str(tmp_path / "o"), "-f", "png", "--smooth", "3"])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {tmp_path / 'o' / 'length_growth.png'}" in res.stdout
+    assert "warning:" in res.stderr and "partial run" in res.stderr
+    assert (tmp_path / "o" / "report.md").is_file() and not (tmp_path / "o" / "length_growth.svg").exists()
+    assert p.is_dir()
