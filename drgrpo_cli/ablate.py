@@ -33,16 +33,20 @@ Choices and why:
   killed worker or a transient OOM, and a deterministic failure just fails again; ``--force`` gives a clean
   rerun); ``missing`` -> a fresh run. ``force`` reruns everything from scratch (``train(force=True)``)
   and replaces grid.json. A finished sweep is a fast no-op: no worker, no torch import.
+* Spawn re-imports the caller's ``__main__`` in each worker: a script that calls :func:`ablate` needs the
+  usual ``if __name__ == "__main__":`` guard (the ``drgrpo`` console script has it). ``train_fn`` must be
+  importable by the workers (a module-level function), as must the default ``drgrpo_cli.trainer.train``.
 * ``dry_run`` lists the runs, their directories, states and what would happen, and writes nothing.
 * **Ray** (``backend="ray"``): the same plan, each run a ``ray.remote`` task with ``num_cpus`` = threads
   per run and ``num_gpus`` = 1 for CUDA configs, ``max_retries=0`` (a crash is recorded, not silently
   retried), at most ``workers`` in flight when given. Results go to the output path, which must be shared
   between nodes. ``ray`` is imported only for this backend.
 * Summary per arm (``summary.csv`` and a rich table; ``ablate_status`` reads the same for ``--status``):
-  runs done/total/failed; over *finished* runs only, each run's mean over its last 10% of steps of
-  ``train/reward`` and ``train/accuracy``, its last ``eval/accuracy``, and its incorrect- and correct-length
-  growth (``metrics_math.length_growth``: last 20% minus first 10%), then the mean over seeds. Partial runs
-  are left out so every number is about the same training length.
+  runs done/total/failed; over *finished* runs only, each run's mean over its last 10% of training steps
+  (``step >= 1``) of ``train/reward`` and ``train/accuracy``, its last ``eval/accuracy``, and its incorrect-
+  and correct-length growth (``metrics_math.length_growth``: last 20% minus first 10%), then the mean over
+  seeds: the same functions and rows as the trainer's own ``summary.json`` ("final", "growth"). Partial
+  runs are left out so every number is about the same training length.
 """
 
 from __future__ import annotations
@@ -102,10 +106,7 @@ class RunResult:
 
     @property
     def train_kwargs(self) -> dict[str, bool]:
-        resume = self.action in ("resume", "retry")
-        force = self.action == "restart" or (self.action == "start" and self.dir.exists()
-                                             and any(self.dir.iterdir()))
-        return {"resume": resume, "force": force}
+        return {"resume": self.action in ("resume", "retry"), "force": self.action == "restart"}
 
 
 @dataclass
@@ -393,7 +394,8 @@ class _Board:
 
 
 def _fmt(x: Any, spec: str = ".3g") -> str:
-    return format(x, spec) if isinstance(x, (int, float)) and not isinstance(x, bool) else "-"
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+    return format(x, spec) if ok else "-"
 
 
 _STATE_STYLE = {"finished": "green", "failed": "bold red", "running": "cyan", "starting": "cyan",
@@ -661,18 +663,16 @@ def sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int]]:
 
 
 def run_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """The per-run numbers of the summary, from its metrics rows (sorted by step)."""
-
-    def series(key: str) -> list[Any]:
-        return [r.get(key) for r in rows]
-
+    """The per-run numbers of the summary from its metrics rows (sorted by step), computed as the trainer's
+    own ``summary.json`` does: over training rows (``step >= 1``; the trainer logs a step-0 eval-only row)."""
+    train = [r for r in rows if isinstance(r.get("step"), int) and r["step"] >= 1]
     evals = [r["eval/accuracy"] for r in rows if isinstance(r.get("eval/accuracy"), (int, float))]
     return {
-        "final_reward": tail_mean(series("train/reward"), FINAL_FRAC),
-        "final_accuracy": tail_mean(series("train/accuracy"), FINAL_FRAC),
+        "final_reward": tail_mean([r.get("train/reward") for r in train], FINAL_FRAC),
+        "final_accuracy": tail_mean([r.get("train/accuracy") for r in train], FINAL_FRAC),
         "eval_accuracy": float(evals[-1]) if evals else None,
-        "len_incorrect_growth": length_growth(series("train/len_incorrect")),
-        "len_correct_growth": length_growth(series("train/len_correct")),
+        "len_incorrect_growth": length_growth([r.get("train/len_incorrect") for r in train]),
+        "len_correct_growth": length_growth([r.get("train/len_correct") for r in train]),
     }
 
 

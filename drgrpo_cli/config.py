@@ -73,7 +73,7 @@ class TrainConfig:
     top_p: float = 1.0
 
     # --- optimisation (PPO knobs) ---------------------------------------------------------------
-    lr: float = 1e-3
+    lr: float = 2e-4
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     weight_decay: float = 0.0

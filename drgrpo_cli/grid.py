@@ -64,7 +64,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, TrainConfig, arm_label, coerce_value, field_names
+from .config import ConfigError, TrainConfig, arm_label, coerce_value
 from .runlog import write_json_atomic
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -564,6 +564,6 @@ def check_grid_json(sweep_dir: Path, grid: Grid, *, force: bool = False) -> None
 
 __all__ = [
     "BUNDLED_GRIDS", "DEFAULT_GRID", "GRID_JSON", "Grid", "GridError", "RunSpec", "bundled_grid",
-    "check_grid_json", "field_names", "load_grid", "merged_grid_json", "parse_set", "read_grid_json",
+    "check_grid_json", "load_grid", "merged_grid_json", "parse_set", "read_grid_json",
     "resolve_grid_path", "slugify", "write_grid_json",
 ]

@@ -92,13 +92,11 @@ class HFBackend:
 
 def make_backend(name: str, model, tokenizer, *, stop_strings: Sequence[str] = (), model_path: str | None = None,
                  config=None) -> RolloutBackend:
-    """``auto`` picks vLLM when it is installed and usable, else HF."""
+    """``auto`` picks vLLM when it is installed, imports, and its platform matches the device, else HF."""
     if name == "auto":
-        try:
-            import vllm  # noqa: F401
-            name = "vllm"
-        except Exception:
-            name = "hf"
+        from .vllm_backend import vllm_usable
+
+        name = "vllm" if vllm_usable(str(getattr(config, "device", None) or "cpu")) else "hf"
     if name == "hf":
         return HFBackend(model, tokenizer, stop_strings)
     if name == "vllm":

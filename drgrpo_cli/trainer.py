@@ -256,12 +256,16 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             pooled.append(b)
             if name:
                 row.update(rollout_metrics(b, f"eval/{name}"))
+        if not pooled:  # a math run without --eval-dataset: nothing to evaluate
+            return row
         merged = Batch(*[sum((getattr(b, f) for b in pooled), []) for f in Batch.__dataclass_fields__])
         row.update(rollout_metrics(merged, "eval"))
         return row
 
     if start == 1 and cfg.eval_every:
-        metrics_w.write({"step": 0, **evaluate()})
+        ev = evaluate()
+        if ev:
+            metrics_w.write({"step": 0, **ev})
 
     bar = _Progress(cfg.steps, show_progress)
     bar.advance_to(start - 1)

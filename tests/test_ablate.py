@@ -654,3 +654,79 @@ def test_ray_backend_local_instance(tmp_path):
         assert ray.is_initialized()  # a Ray instance the caller started is left running
     finally:
         ray.shutdown()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the real trainer, end to end (a tiny config: seconds per run once the cached base model exists)
+
+REAL_SETS = ["model=builtin-small", "prompts_per_step=4", "group_size=4", "max_tokens=24", "eval_every=2",
+             "eval_max_prompts=8", "checkpoint_every=2", "samples_per_step=1", "threads=1"]
+
+
+def train_killed_once(config, out_dir, **kw):
+    """The real trainer, SIGKILLed right after step 3 the first time it runs into ``out_dir``."""
+    from drgrpo_cli.trainer import train
+
+    marker = Path(out_dir).parent / f"{Path(out_dir).name}.killed"
+    on_step = kw.pop("on_step", None)
+
+    def hook(row):
+        if on_step is not None:
+            on_step(row)
+        if row.get("step") == 3 and not marker.exists():
+            marker.write_text("killed\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return train(config, out_dir, on_step=hook, **kw)
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+@pytest.mark.slow
+def test_real_trainer_2x2_two_workers(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "sweep"
+    r = ablate(None, sets=[*REAL_SETS, "steps=2"], out=out, workers=2, console=quiet())
+    assert r.exit_code == 0, [(x.name, x.error) for x in r.failed]
+    assert r.workers == 2
+    for x in r.runs:
+        d = out / x.name
+        assert run_state(d) == "finished"
+        steps = [row["step"] for row in _rows(d)]
+        assert steps == sorted(set(steps)) and steps[-1] == 2
+        cfg = json.loads((d / "config.json").read_text())
+        assert (cfg["adv_scale"], cfg["loss_agg"]) == dict(
+            [("grpo__seed0", ("group", "seq_mean")), ("std-only-fix__seed0", ("none", "seq_mean")),
+             ("length-only-fix__seed0", ("group", "max_tokens")), ("dr-grpo__seed0", ("none", "max_tokens"))])[x.name]
+    csv_rows = (out / "summary.csv").read_text().splitlines()
+    assert len(csv_rows) == 5 and all(",1,1,0," in row for row in csv_rows[1:])
+    assert json.loads((out / "grid.json").read_text())["arms"]["dr-grpo__seed0"] == "Dr. GRPO"
+    before = tree(out)
+    r = ablate(None, sets=[*REAL_SETS, "steps=2"], out=out, console=quiet())
+    assert r.exit_code == 0 and all(x.action == "skip" for x in r.runs) and tree(out) == before
+
+
+@pytest.mark.slow
+def test_real_trainer_resume_after_killed_run(tmp_path):
+    pytest.importorskip("torch")
+    p = write(tmp_path, """
+        name = "one"
+        [arms]
+        GRPO = {adv_scale="group", loss_agg="seq_mean"}
+    """)
+    sets = [*REAL_SETS, "steps=4"]
+    ref = ablate(p, sets=sets, out=tmp_path / "ref", workers=1, console=quiet())
+    assert ref.exit_code == 0, [(x.name, x.error) for x in ref.failed]
+    out = tmp_path / "sweep"
+    r = ablate(p, sets=sets, out=out, workers=1, train_fn=train_killed_once, console=quiet())
+    assert r.exit_code == 1 and "killed by SIGKILL" in r.runs[0].error
+    run = out / "grpo__seed0"
+    assert run_state(run) == "failed" and [x["step"] for x in _rows(run)][-1] == 3
+    r = ablate(p, sets=sets, out=out, workers=1, console=quiet())  # the real trainer, resume=True
+    assert r.exit_code == 0 and r.runs[0].action == "retry", r.runs[0].error
+    rows = _rows(run)
+    assert [x["step"] for x in rows] == [0, 1, 2, 3, 4]  # no duplicate rows: step 3 was dropped and redone
+    assert rows == _rows(tmp_path / "ref" / "grpo__seed0")  # the same numbers as an uninterrupted run

