@@ -788,6 +788,10 @@ def ablate(
         _import_ray()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_grid_json(sweep_dir, grid, force=force)
+    if todo and train_fn is None:
+        from .basemodel import prebuild
+
+        prebuild({specs[r.name].config.model for r in todo}, con)
 
     if todo:
         fn_blob = pickle.dumps(train_fn) if train_fn is not None else None

@@ -189,3 +189,22 @@ def build_base(name: str = "builtin", *, rebuild: bool = False, progress=None) -
             shutil.rmtree(target)
         os.replace(tmp, target)
     return target
+
+
+def prebuild(models, console=None, *, rebuild: bool = False) -> None:
+    """Build the missing built-in models among ``models`` now, with a progress bar (first use only).
+
+    Called by ``drgrpo train`` and ``drgrpo ablate`` before training starts, so a first run shows the
+    build instead of a bar stuck at step 0 (parallel workers would all wait on the build's lock).
+    """
+    for name in sorted(m for m in set(models) if m in RECIPES):
+        if (base_dir(name) / "config.json").exists() and not rebuild:
+            continue
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as p:
+            t = p.add_task(f"building the {name} base model (about a minute)", total=RECIPES[name].steps)
+            path = build_base(name, rebuild=rebuild, progress=lambda s, n, loss: p.update(t, completed=s))
+        info = json.loads((path / "drgrpo_base.json").read_text())
+        msg = f"built the {name} base model in {info['build_seconds']} s: {path}"
+        console.print(msg) if console is not None else print(msg)

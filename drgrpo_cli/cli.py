@@ -78,7 +78,8 @@ def train_cli(
     checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", panel=_PANEL_RUN,
         help="Save a resumable checkpoint every N steps; 0 = never." + _d(_D.checkpoint_every))] = None,
     threads: Annotated[Optional[int], _opt("--threads", panel=_PANEL_RUN,
-        help="torch CPU threads (0 = torch's default)." + _d(_D.threads))] = None,
+        help="torch CPU threads; 0 = auto: 1 for the built-in models (too small to split), else torch's default."
+             + _d(_D.threads))] = None,
     group_size: Annotated[Optional[int], _opt("--group-size", "-G", panel=_PANEL_SAMPLING,
         help="Responses per prompt (G)." + _d(_D.group_size))] = None,
     prompts_per_step: Annotated[Optional[int], _opt("--prompts-per-step", panel=_PANEL_SAMPLING,
@@ -177,6 +178,10 @@ def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, qu
 
     console = Console(stderr=True)
     try:
+        if not quiet:
+            from .basemodel import prebuild
+
+            prebuild([cfg.model], console)
         summary = train(cfg, run_dir, resume=resume, force=force, progress=not quiet)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: resume with  drgrpo train --out {run_dir} --resume  (same options)", err=True)
@@ -207,17 +212,13 @@ def base_cli(
     """Build (or show) the cached built-in base model: a tiny Llama warmed up on the built-in task."""
     import json
 
-    from .basemodel import RECIPES, base_dir, build_base
+    from .basemodel import RECIPES, base_dir, prebuild
 
     if model not in RECIPES:
         raise fail(f"unknown built-in model {model!r}; choose one of {', '.join(RECIPES)}")
-    from rich.progress import Progress
-
-    with Progress(transient=True) as p:
-        t = p.add_task(f"warm-up {model}", total=RECIPES[model].steps)
-        path = build_base(model, rebuild=rebuild, progress=lambda s, n, loss: p.update(t, completed=s))
-    info = json.loads((path / "drgrpo_base.json").read_text())
-    typer.echo(f"{path}  (built in {info['build_seconds']} s, final warm-up loss {info['final_loss']:.3f})")
+    prebuild([model], rebuild=rebuild)
+    info = json.loads((base_dir(model) / "drgrpo_base.json").read_text())
+    typer.echo(f"{base_dir(model)}  (built in {info['build_seconds']} s, final warm-up loss {info['final_loss']:.3f})")
 
 
 app.command("ablate")(ablate_cli)

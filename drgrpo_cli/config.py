@@ -63,7 +63,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
     gradient_checkpointing: bool = False
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    threads: int = 0  # torch intra-op threads; 0 = auto (1 for the built-in models, else torch's default)
 
     # --- sampling -------------------------------------------------------------------------------
     group_size: int = 8

@@ -195,8 +195,12 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     from .rollout import make_backend
 
     t_start = time.time()
+    from .basemodel import is_builtin
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    elif is_builtin(cfg.model):
+        torch.set_num_threads(1)  # the tiny model's ops are too small to split: 1 thread is fastest
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
 
