@@ -6,8 +6,10 @@ lengthen wrong answers if responses pass through a state that *predicts failure*
 length *after* it. Plain "reason then answer" arithmetic has no such state and shows no GRPO/Dr. GRPO
 difference. So the environment derails a share of the rollouts (``derail_prob``, default 0.5): it appends
 a visible wrong-turn marker ``?`` to the prompt. The base model was warmed up on data where, after ``?``,
-it thinks for longer (more ``.`` filler) and then usually writes a near-miss answer, so derailed rollouts are
-mostly wrong at first, and their length is the model's own choice.
+it thinks for longer (more ``.`` filler) and then writes a near-miss answer (the sum off by 1-9), so derailed
+rollouts are almost always wrong at first (a few % right by sampling luck), and their length is the model's
+own choice. Recovering - writing the true sum after ``?`` - is possible (the model can add) but must be
+discovered by RL.
 
 Format (character-level; ``prompt | response``)::
 
@@ -118,7 +120,7 @@ class WarmupRecipe:
 
     clean_filler: tuple[int, int] = (0, 3)  # uniform filler length after a clean prompt
     derailed_filler: tuple[int, int] = (4, 16)  # ... after a derail marker: longer, model-chosen later
-    derailed_correct: float = 0.15  # P(correct answer | derailed) in the warm-up data: a soft wrong turn
+    derailed_correct: float = 0.0  # P(correct answer | derailed) in the warm-up data: 0.15 let GRPO recover too
     derail_frac: float = 0.5
 
 
