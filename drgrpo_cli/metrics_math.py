@@ -1,14 +1,22 @@
-"""Pure-Python window statistics over per-step metric series (no numpy, no matplotlib, no torch).
+"""Pure-Python window statistics over per-step metric series (no numpy, no pandas, no matplotlib, no torch).
 
-Shared by ``drgrpo ablate`` (summary.csv) and ``drgrpo plot`` so both report the same numbers.
+The one place the per-run numbers are computed: the trainer's ``summary.json``, ``drgrpo ablate``'s
+summary.csv and ``drgrpo plot``'s report all use these functions, so they report the same numbers.
 
 Choices and why:
 
 * A *series* is one value per logged step, in step order. Windows are counted in rows, so "the last
   10%" of a 200-step run is its last 20 rows. A window holds ``ceil(frac * n)`` rows and never fewer
   than one, so short runs (a 2-step smoke test) still give a number instead of nothing.
-* Missing values (``None``/NaN: a step with no incorrect response has no ``len_incorrect``) are skipped
-  inside a window; a window with no value at all gives ``None`` rather than a made-up 0.
+* Training windows are over the *training* rows only, ``step >= 1`` (:data:`FIRST_TRAIN_STEP`): the trainer
+  logs an eval-only ``step 0`` row before the first update, which is not a training step.
+  :func:`train_series` does that selection; :func:`series` turns logged rows (``metrics.jsonl`` dicts, a
+  pandas DataFrame or Series, duck-typed: pandas is never imported here) into a series.
+* A run's *final* training value is the mean over its last 10% (:data:`FINAL_FRAC`) of training steps; its
+  final *eval* value is the last eval point (:func:`last_value`): evals are sparse, so the last 10% of
+  steps may hold none, and the last point is what the run ended with.
+* Missing values (``None``/NaN, non-numbers: a step with no incorrect response has no ``len_incorrect``)
+  are skipped inside a window; a window with no value at all gives ``None`` rather than a made-up 0.
 * ``length_growth`` = mean over the last ``last_frac`` minus mean over the first ``first_frac``: how much a
   length grew during training, the paper's symptom of the length bias (wrong answers getting longer).
 """
@@ -16,18 +24,30 @@ Choices and why:
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 Number = float | int | None
 
+#: The trainer's first training step; ``step 0`` is the eval-only row written before training.
+FIRST_TRAIN_STEP = 1
+#: A run's final training value: the mean over this fraction of its last training steps.
+FINAL_FRAC = 0.1
 
-def _ok(v: Number) -> bool:
-    return v is not None and not isinstance(v, bool) and math.isfinite(v)
+
+def finite(v: Any) -> float | None:
+    """``v`` as a float if it is a finite real number (numpy scalars included, bools not), else None."""
+    if v is None or isinstance(v, (bool, str, bytes)):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
-def mean(values: Iterable[Number]) -> float | None:
+def mean(values: Iterable[Any]) -> float | None:
     """Mean of the finite values, or None when there is none."""
-    vals = [float(v) for v in values if _ok(v)]
+    vals = [f for f in map(finite, values) if f is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -44,10 +64,20 @@ def head_mean(series: Sequence[Number], frac: float = 0.1) -> float | None:
     return mean(series[: window_size(len(series), frac)])
 
 
-def tail_mean(series: Sequence[Number], frac: float = 0.1) -> float | None:
+def tail_mean(series: Sequence[Number], frac: float = FINAL_FRAC) -> float | None:
     """Mean over the last ``frac`` of the series (the "final" value of a noisy curve)."""
     k = window_size(len(series), frac)
     return mean(series[len(series) - k:]) if k else None
+
+
+def last_value(series: Iterable[Any]) -> float | None:
+    """The last finite value of the series (a run's final eval number), or None when there is none."""
+    out = None
+    for v in series:
+        f = finite(v)
+        if f is not None:
+            out = f
+    return out
 
 
 def length_growth(series: Sequence[Number], first_frac: float = 0.1, last_frac: float = 0.2) -> float | None:
@@ -57,3 +87,37 @@ def length_growth(series: Sequence[Number], first_frac: float = 0.1, last_frac: 
     if first is None or last is None:
         return None
     return last - first
+
+
+def series(data: Any, key: str | None = None, *, min_step: float | None = None) -> list[float | None]:
+    """The ``key`` values of logged rows, one per step in step order (``None`` where missing).
+
+    ``data``: the row dicts of ``metrics.jsonl`` (step from ``"step"``, else the row's position + 1), a pandas
+    DataFrame (column ``key``; steps from its ``step`` column, else its index), a pandas Series (steps from
+    its index), or a plain sequence of values already in step order (returned as is: it has no steps).
+    A step logged twice keeps its last row (as a resumed run's log is read). With ``min_step`` only rows
+    with ``step >= min_step`` are kept. Raises KeyError when a DataFrame has no column ``key``.
+    """
+    if hasattr(data, "columns"):  # pandas DataFrame
+        if key not in data.columns:
+            raise KeyError(f"no column {key!r}")
+        steps = data["step"].tolist() if "step" in data.columns else data.index.tolist()
+        pairs = list(zip(steps, data[key].tolist()))
+    elif hasattr(data, "sort_index") and hasattr(data, "tolist"):  # pandas Series
+        pairs = list(zip(data.index.tolist(), data.tolist()))
+    else:
+        items = list(data)
+        if not (items and all(isinstance(r, dict) for r in items)):
+            return [finite(v) for v in items]
+        pairs = [(r.get("step", i + 1), r.get(key)) for i, r in enumerate(items)]
+    by_step: dict[float, Any] = {}
+    for s, v in pairs:
+        s = finite(s)
+        if s is not None and (min_step is None or s >= min_step):
+            by_step[s] = v
+    return [finite(by_step[s]) for s in sorted(by_step)]
+
+
+def train_series(data: Any, key: str) -> list[float | None]:
+    """:func:`series` over the training rows only (``step >= 1``: not the step-0 eval-only row)."""
+    return series(data, key, min_step=FIRST_TRAIN_STEP)

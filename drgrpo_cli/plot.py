@@ -42,13 +42,18 @@ t quantile is computed here (regularized incomplete beta + bisection, exact to ~
 before averaging, to per-step (train/time/...) metrics only: eval points are sparse and never smoothed,
 and no number in the report is ever smoothed (it does not depend on ``smooth``).
 
-Report numbers. Final metrics are per run the mean over the last 10% of its logged steps (at least one),
-then mean +- std (ddof=1) over seeds; for eval metrics the window is the last 10% of the run's eval points
-(at least the final one), since the last 10% of steps may hold no eval. Incorrect-length growth is
-:func:`length_growth` per run (mean of ``train/len_incorrect`` over the last 20% of steps minus the mean
-over the first 10%; window sizes ``ceil(frac * n_steps)``, at least 1; null steps inside a window are
-skipped), then the mean over seeds with a 95% t-interval. GRPO - Dr. GRPO is a difference of two
-independent means with a Welch interval (seeds of different arms are separate runs, not pairs).
+Report numbers. Computed per run exactly as the trainer's ``summary.json`` (``final``/``growth``) and
+``drgrpo ablate``'s ``summary.csv`` do, by the same functions (:mod:`drgrpo_cli.metrics_math`), so the
+report agrees with them: training windows cover the training rows only, ``step >= 1`` (the step-0 row is
+the eval-only row logged before training); a train metric's final value is the mean over the last 10% of
+those steps (``ceil(0.1 * n)``, at least one); an eval metric's final value is the run's *last eval point*
+(evals are sparse; the last 10% of steps may hold none). Incorrect-length growth is
+:func:`~drgrpo_cli.metrics_math.length_growth` per run (mean of ``train/len_incorrect`` over the last 20% of
+training steps minus the mean over the first 10%; null steps inside a window are skipped). Per arm: the
+mean over seeds (the same mean as summary.csv) +- std (ddof=1), growth with a 95% t-interval. Unlike
+summary.csv, which counts finished runs only, partial/failed runs are included (with a warning). GRPO -
+Dr. GRPO is a difference of two independent means with a Welch interval (seeds of different arms are
+separate runs, not pairs).
 
 Difficulty diagnostic. From ``difficulty/k{k}/groups`` (n_k) and ``difficulty/k{k}/abs_adv`` (a_k), pooled
 over all steps of all seeds of an arm: the mean weight of a group with k of G correct is
@@ -60,8 +65,8 @@ with it, so std scaling raises the weight of near-all-wrong / near-all-right gro
 Rendering. Figures are ``matplotlib.figure.Figure`` objects saved directly (Agg for PNG), never pyplot:
 no global backend switch, headless, nothing left open. 150 dpi; the length-growth and difficulty
 figures are 16 in wide (2400 px), the narrowest figure is 9 in (1350 px) - all >= 1200 px.
-matplotlib and pandas are imported inside functions, so importing this module (the CLI's ``--help``,
-:func:`length_growth` for the ablate summary) costs only the standard library.
+matplotlib and pandas are imported inside functions, so importing this module (the CLI's ``--help``)
+costs only the standard library.
 
 Robustness. Partial runs (no finished ``summary.json``), failed runs and a torn last metrics line plot
 what exists and add a warning; a run with no eval rows leaves the eval panels (noted); a run with no
@@ -82,14 +87,13 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .config import arm_label
+from .metrics_math import FINAL_FRAC, finite, last_value, length_growth, mean, series, tail_mean, train_series
 from .runlog import CONFIG, METRICS, read_jsonl, read_summary, run_state
 
 __all__ = [
     "PlotError",
     "PlotResult",
     "plot",
-    "length_growth",
-    "window_mean",
     "t_quantile",
     "mean_ci",
     "ARM_ORDER",
@@ -154,92 +158,8 @@ class PlotResult:
 # ================================================================================================
 def _num(v: Any) -> float:
     """A float, or NaN for None / non-numbers / non-finite values (JSON null = missing)."""
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)):
-        f = float(v)
-        return f if math.isfinite(f) else math.nan
-    try:
-        f = float(v)  # numpy scalars
-    except (TypeError, ValueError):
-        return math.nan
-    return f if math.isfinite(f) else math.nan
-
-
-def _values(data: Any, key: str) -> list[float]:
-    """The ``key`` values of ``data`` in step order: a DataFrame (column ``key``, sorted by ``step`` column
-    or index), a Series (sorted by index), a list of row dicts (sorted by ``step``) or a plain sequence."""
-    if hasattr(data, "columns"):  # DataFrame
-        df = data
-        if key not in df.columns:
-            raise KeyError(f"no column {key!r}")
-        if "step" in df.columns:
-            df = df.sort_values("step", kind="stable")
-        else:
-            df = df.sort_index(kind="stable")
-        return [_num(v) for v in df[key].tolist()]
-    if hasattr(data, "sort_index") and hasattr(data, "tolist"):  # Series
-        return [_num(v) for v in data.sort_index(kind="stable").tolist()]
-    items = list(data)
-    if items and all(isinstance(r, dict) for r in items):
-        order = sorted(range(len(items)), key=lambda i: (_num(items[i].get("step", i)), i))
-        return [_num(items[i].get(key)) for i in order]
-    return [_num(v) for v in items]
-
-
-def _window(n: int, frac: float) -> int:
-    if not 0 < frac <= 1:
-        raise ValueError(f"window fraction must be in (0, 1], got {frac}")
-    return min(n, max(1, math.ceil(frac * n - 1e-9)))
-
-
-def _nanmean(xs: Iterable[float]) -> float:
-    vals = [x for x in xs if not math.isnan(x)]
-    return math.fsum(vals) / len(vals) if vals else math.nan
-
-
-def window_mean(data: Any, frac: float, where: str = "last", key: str = "train/len_incorrect") -> float:
-    """Mean of the non-null values among the first/last ``ceil(frac * n)`` (>= 1) of ``n`` steps.
-
-    ``data`` is anything :func:`length_growth` takes. NaN if the window holds no value.
-    """
-    vals = _values(data, key)
-    if not vals:
-        return math.nan
-    w = _window(len(vals), frac)
-    if where == "first":
-        return _nanmean(vals[:w])
-    if where == "last":
-        return _nanmean(vals[-w:])
-    raise ValueError(f"where must be 'first' or 'last', got {where!r}")
-
-
-def length_growth(
-    df_or_series: Any,
-    first_frac: float = 0.1,
-    last_frac: float = 0.2,
-    key: str = "train/len_incorrect",
-) -> float:
-    """Growth of a per-step metric over one run: mean over the last ``last_frac`` of its steps minus the
-    mean over the first ``first_frac``.
-
-    ``df_or_series``: a pandas DataFrame (column ``key``; ordered by its ``step`` column, else its index),
-    a pandas Series (ordered by index), the row dicts of ``metrics.jsonl`` (``read_jsonl(...)[0]``,
-    ordered by ``step``), or a plain sequence of values in step order. With ``n`` steps the windows are
-    the first ``ceil(first_frac * n)`` and the last ``ceil(last_frac * n)`` steps (each at least one, so
-    one step gives 0.0); null/NaN values inside a window are skipped. Returns NaN when a window holds no
-    value. Needs neither pandas nor matplotlib.
-
-    >>> length_growth([100, 100, 110, 120, 130, 140, 150, 160, 170, 180])
-    75.0
-    """
-    vals = _values(df_or_series, key)
-    if not vals:
-        return math.nan
-    n = len(vals)
-    first = _nanmean(vals[: _window(n, first_frac)])
-    last = _nanmean(vals[-_window(n, last_frac):])
-    return last - first
+    f = finite(v)
+    return math.nan if f is None else f
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -331,18 +251,19 @@ def _sd(xs: Sequence[float]) -> float:
 def mean_ci(xs: Iterable[float], level: float = 0.95) -> dict[str, Any]:
     """Mean, sd (ddof=1), n and the ``level`` Student-t interval of the mean over the finite ``xs``.
 
-    ``lo``/``hi`` are NaN with fewer than two values.
+    The mean is :func:`drgrpo_cli.metrics_math.mean` (as ablate's per-arm mean over seeds); ``lo``/``hi``
+    are NaN with fewer than two values.
     """
     vals = [x for x in (_num(v) for v in xs) if not math.isnan(x)]
     n = len(vals)
-    mean = math.fsum(vals) / n if n else math.nan
+    m = _num(mean(vals))
     sd = _sd(vals)
     if n >= 2:
         half = _t_crit(n - 1, level) * sd / math.sqrt(n)
-        lo, hi = mean - half, mean + half
+        lo, hi = m - half, m + half
     else:
         lo = hi = math.nan
-    return {"mean": mean, "sd": sd, "n": n, "lo": lo, "hi": hi, "values": vals}
+    return {"mean": m, "sd": sd, "n": n, "lo": lo, "hi": hi, "values": vals}
 
 
 def _welch(a: dict[str, Any], b: dict[str, Any], level: float = 0.95) -> dict[str, Any]:
@@ -856,13 +777,9 @@ class _Ctx:
     max_steps: int
 
 
-def _eval_values(frame: Any, key: str) -> list[float]:
-    if key not in frame.columns:
-        return []
-    return [float(v) for v in frame[key].dropna().tolist()]
-
-
 def _final_metrics(ctx: _Ctx, named_evals: list[str]) -> dict[str, dict[str, Any]]:
+    """Per run as in summary.json / summary.csv (:mod:`drgrpo_cli.metrics_math`): train keys are the mean over
+    the last 10% of training steps (``step >= 1``), eval keys the last eval point; then mean_ci over seeds."""
     keys = [k for k, _, _ in FINAL_METRICS] + [f"eval/{n}/accuracy" for n in named_evals]
     out: dict[str, dict[str, Any]] = {}
     for arm in ctx.arms:
@@ -872,11 +789,11 @@ def _final_metrics(ctx: _Ctx, named_evals: list[str]) -> dict[str, dict[str, Any
             for r in ctx.runs_by_arm[arm]:
                 f = r.frame
                 if key not in f.columns:
-                    per_run.append(math.nan)
+                    per_run.append(None)
                 elif key.startswith("eval/"):
-                    per_run.append(window_mean(_eval_values(f, key), 0.1, key=key))
+                    per_run.append(last_value(series(f, key)))
                 else:
-                    per_run.append(window_mean(f[key], 0.1, key=key))
+                    per_run.append(tail_mean(train_series(f, key), FINAL_FRAC))
             res[key] = mean_ci(per_run)
         out[arm] = res
     return out
@@ -887,7 +804,8 @@ def _growth(ctx: _Ctx, key: str) -> dict[str, dict[str, Any]]:
     for arm in ctx.arms:
         per = []
         for r in ctx.runs_by_arm[arm]:
-            per.append(length_growth(r.frame[key]) if key in r.frame.columns else math.nan)
+            g = length_growth(train_series(r.frame, key)) if key in r.frame.columns else None
+            per.append(_num(g))
         out[arm] = mean_ci(per)
         out[arm]["per_run"] = {r.name: v for r, v in zip(ctx.runs_by_arm[arm], per)}
     return out
@@ -917,27 +835,27 @@ def _difficulty(ctx: _Ctx) -> dict[str, Any]:
         kgs = sorted(c, key=lambda kg: (kg[0] / kg[1], kg[1]))
         total_w = math.fsum(w.values())
         total_c = math.fsum(c.values())
-        mean = [w[kg] / c[kg] if c[kg] > 0 else math.nan for kg in kgs]
+        abs_adv = [w[kg] / c[kg] if c[kg] > 0 else math.nan for kg in kgs]
         gs = {kg[1] for kg in kgs}
         # the mid group (k = G/2; mean of the two middle k for odd G), for the relative panel
         ref: list[float] = []
         for g in gs:
             mids = {g // 2, (g + 1) // 2}
-            ref += [m for kg, m in zip(kgs, mean) if kg[1] == g and kg[0] in mids and not math.isnan(m)]
-        mid = _nanmean(ref)
+            ref += [m for kg, m in zip(kgs, abs_adv) if kg[1] == g and kg[0] in mids and not math.isnan(m)]
+        mid = _num(mean(ref))
         out[arm] = {
             "k": [kg[0] for kg in kgs],
             "G": [kg[1] for kg in kgs],
             "groups": [c[kg] for kg in kgs],
             "groups_share": [c[kg] / total_c if total_c else math.nan for kg in kgs],
-            "mean_abs_adv": mean,
-            "relative": [m / mid if mid and not math.isnan(mid) else math.nan for m in mean],
+            "mean_abs_adv": abs_adv,
+            "relative": [m / mid if mid and not math.isnan(mid) else math.nan for m in abs_adv],
             "share": [w[kg] / total_w if total_w else math.nan for kg in kgs],
         }
         # near-all-wrong / near-all-right (k = 1, G - 1) vs mid
-        edge = [m for kg, m in zip(kgs, mean) if kg[0] in (1, kg[1] - 1) and kg[1] > 2 and not math.isnan(m)]
+        edge = [m for kg, m in zip(kgs, abs_adv) if kg[0] in (1, kg[1] - 1) and kg[1] > 2 and not math.isnan(m)]
         edge_share = math.fsum(s for kg, s in zip(kgs, out[arm]["share"]) if kg[0] in (1, kg[1] - 1) and kg[1] > 2)
-        out[arm]["edge_ratio"] = _nanmean(edge) / mid if edge and mid and not math.isnan(mid) else math.nan
+        out[arm]["edge_ratio"] = _num(mean(edge)) / mid if edge and mid and not math.isnan(mid) else math.nan
         out[arm]["edge_share"] = edge_share if edge else math.nan
         out[arm]["std_scaled"] = _std_scaled(ctx.runs_by_arm[arm])
     return out
@@ -1063,7 +981,7 @@ def _difficulty_paragraph(diff: dict[str, Any], ctx: _Ctx) -> str:
     std = [diff[a]["edge_ratio"] for a in arms if diff[a]["std_scaled"] is True]
     nostd = [diff[a]["edge_ratio"] for a in arms if diff[a]["std_scaled"] is False]
     if std and nostd:
-        rs, rn = _nanmean(std), _nanmean(nostd)
+        rs, rn = _num(mean(std)), _num(mean(nostd))
         names_s = ", ".join(a for a in arms if diff[a]["std_scaled"] is True)
         names_n = ", ".join(a for a in arms if diff[a]["std_scaled"] is False)
         if rs > rn:
@@ -1093,7 +1011,8 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
     L.append("")
     L.append("Curves and bands: mean over seeds and its 95% Student-t interval (no band with one seed)"
              + (f"; train curves smoothed over {ctx.smooth} steps" if ctx.smooth > 1 else "")
-             + ". The numbers below are never smoothed.")
+             + ". The numbers below are never smoothed and are those of `summary.json` / `summary.csv`: training "
+             "windows over steps ≥ 1 (not the step-0 eval-only row), final eval = the last eval point.")
     L.append("")
     if warnings:
         L += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
@@ -1114,8 +1033,10 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
     L += ["## Configuration", ""] + _config_table(ctx) + [""]
 
     L += ["## Final metrics", "",
-          "Per run: mean over the last 10% of its logged steps (eval: over the last 10% of its eval points, at "
-          "least the final one); then mean ± std over seeds (std only with ≥ 2 seeds).", ""]
+          "Per run, as in its `summary.json` (`final`) and the sweep's `summary.csv`: train metrics are the mean "
+          "over the last 10% of its training steps (step ≥ 1; the step-0 row is the eval-only row logged before "
+          "training), eval metrics are its **last eval point**; then mean ± std over seeds (std only with ≥ 2 "
+          "seeds).", ""]
     header = ["arm", "seeds"] + [lab for _, lab, _ in FINAL_METRICS] + [f"eval {n} accuracy" for n in named_evals]
     nds = [nd for _, _, nd in FINAL_METRICS] + [3] * len(named_evals)
     keys = [k for k, _, _ in FINAL_METRICS] + [f"eval/{n}/accuracy" for n in named_evals]
@@ -1123,8 +1044,8 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
     L += _table(header, rows) + [""]
 
     L += ["## Incorrect-length growth", "",
-          "Per run: mean of `train/len_incorrect` over the last 20% of steps minus the mean over the first 10% "
-          "(tokens); then the mean over seeds with its 95% t-interval. The same for correct responses alongside.",
+          "Per run: mean of `train/len_incorrect` over the last 20% of training steps (step ≥ 1) minus the mean "
+          "over the first 10% (tokens), as `growth` in `summary.json`; then the mean over seeds with its 95% t-interval. The same for correct responses alongside.",
           ""]
     rows = []
     for arm in ctx.arms:

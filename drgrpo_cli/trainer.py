@@ -400,21 +400,19 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
 
 
 def summarize(rows: list[dict[str, Any]], cfg: TrainConfig) -> dict[str, Any]:
-    """Final numbers of a run: means over the last 10% of steps, and the length growth of each kind."""
-    from .metrics_math import length_growth, tail_mean
+    """Final numbers of a run (the conventions of :mod:`drgrpo_cli.metrics_math`, shared with ablate and plot):
+    train metrics are means over the last 10% of training steps, eval metrics the last eval point, and
+    growth is the mean over the last 20% minus the first 10% of training steps."""
+    from .metrics_math import last_value, length_growth, series, tail_mean, train_series
 
-    train = [r for r in rows if r.get("step", 0) >= 1]
-    final = {key: tail_mean([r.get(key) for r in train], 0.1)
-             for key in ("train/reward", "train/accuracy", "train/len_mean", "train/len_correct",
-                         "train/len_incorrect", "train/truncated_frac")}
-    evals = [r for r in rows if r.get("eval/accuracy") is not None]
-    if evals:
-        for key in ("eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"):
-            final[key] = evals[-1].get(key)
-    growth = {k: length_growth([r.get(f"train/{k}") for r in train]) for k in ("len_incorrect", "len_correct",
-                                                                                 "len_mean")}
-    return {"steps": len(train), "arm": cfg.arm, "adv_scale": cfg.adv_scale, "loss_agg": cfg.loss_agg,
-            "seed": cfg.seed, "final": final, "growth": growth}
+    final = {key: tail_mean(train_series(rows, key)) for key in (
+        "train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",
+        "train/truncated_frac")}
+    for key in ("eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"):
+        final[key] = last_value(series(rows, key))
+    growth = {k: length_growth(train_series(rows, f"train/{k}")) for k in ("len_incorrect", "len_correct", "len_mean")}
+    return {"steps": len(train_series(rows, "train/reward")), "arm": cfg.arm, "adv_scale": cfg.adv_scale,
+            "loss_agg": cfg.loss_agg, "seed": cfg.seed, "final": final, "growth": growth}
 
 
 def _save_checkpoint(out: Path, model, opt, rng: random.Random, step: int) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from drgrpo_cli.config import TrainConfig
-from drgrpo_cli.plot import PlotError, PlotResult, length_growth, mean_ci, plot, t_quantile, window_mean
+from drgrpo_cli.metrics_math import last_value, length_growth, series, tail_mean, train_series
+from drgrpo_cli.plot import PlotError, PlotResult, mean_ci, plot, t_quantile
 
 G = 4
 STEPS = 10
@@ -96,32 +97,46 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
 # ---------------------------------------------------------------------------------------------------
 # pure helpers
 # ---------------------------------------------------------------------------------------------------
-def test_length_growth_inputs_and_windows():
+def test_series_adapter_inputs_and_windows():
+    """plot's inputs (rows, DataFrame, Series, plain lists) go through metrics_math.series, then its windows."""
     import pandas as pd
 
     vals = [100, 100, 110, 120, 130, 140, 150, 160, 170, 180]
     assert length_growth(vals) == 75.0  # last 2 (175) - first 1 (100)
     rows = [{"step": s + 1, "train/len_incorrect": v} for s, v in enumerate(vals)][::-1]  # unsorted rows
-    assert length_growth(rows) == 75.0
+    key = "train/len_incorrect"
+    assert series(rows, key) == [float(v) for v in vals]
     df = pd.DataFrame(rows)
-    assert length_growth(df) == 75.0
-    assert length_growth(df.set_index("step")["train/len_incorrect"]) == 75.0
+    assert series(df, key) == series(rows, key) == series(df.set_index("step")[key], key)
+    assert series(df.set_index("step"), key) == series(rows, key)  # steps from the index
+    assert length_growth(series(df, key)) == 75.0
+    # the step-0 row (eval-only, written before training) is not a training step; a step logged twice keeps its
+    # last row (a resumed run)
+    logged = [{"step": 0, "eval/accuracy": 0.1}] + rows + [{"step": 10, key: 200.0}]
+    assert series(logged, key)[0] is None and len(series(logged, key)) == 11
+    assert train_series(logged, key) == [float(v) for v in vals[:-1]] + [200.0]
+    assert train_series(pd.DataFrame(logged).set_index("step"), key) == train_series(logged, key)
+    # final eval = the last eval point (not a window over eval points)
+    assert last_value(series(logged, "eval/accuracy")) == 0.1
+    assert last_value([0.2, 0.4, None, float("nan")]) == 0.4 and last_value([None]) is None
     # n = 30 -> windows of 3 and 6 steps (no float round-up to 4)
     assert length_growth(list(range(30))) == pytest.approx((24 + 25 + 26 + 27 + 28 + 29) / 6 - 1)
-    # nulls inside a window are skipped; a window of only nulls -> NaN
+    # nulls inside a window are skipped; a window of only nulls -> None
     assert length_growth([10, 20, 30, 40, 50, 60, 70, 80, None, 100]) == 90.0
-    assert math.isnan(length_growth([None, 1, 2, 3, 4, 5, 6, 7, 8, 9]))
+    assert length_growth([None, 1, 2, 3, 4, 5, 6, 7, 8, 9]) is None
     assert length_growth([5.0]) == 0.0
-    assert math.isnan(length_growth([]))
-    assert window_mean(vals, 0.1, "last") == 180.0
+    assert length_growth([]) is None
+    assert tail_mean(vals, 0.1) == 180.0
+    with pytest.raises(KeyError):
+        series(df, "train/nope")
 
 
-def test_length_growth_importable_without_matplotlib():
+def test_metrics_math_and_plot_import_light():
     import subprocess
     import sys
 
-    code = ("import sys; from drgrpo_cli.plot import length_growth; "
-            "assert length_growth([1, 2, 3]) == 2; "
+    code = ("import sys; from drgrpo_cli.metrics_math import length_growth, series; import drgrpo_cli.plot; "
+            "assert length_growth(series([{'step': 1, 'x': 1}, {'step': 2, 'x': 2}, {'step': 3, 'x': 3}], 'x')) == 2; "
             "assert 'matplotlib' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -343,3 +358,88 @@ def test_cli_wrapper(tmp_path):
     assert "warning:" in res.stderr and "partial run" in res.stderr
     assert (tmp_path / "o" / "report.md").is_file() and not (tmp_path / "o" / "length_growth.svg").exists()
     assert p.is_dir()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the report agrees with summary.json (trainer) and summary.csv (ablate)
+# ---------------------------------------------------------------------------------------------------
+def _trainer_like_run(d: Path, *, adv_scale: str, loss_agg: str, seed: int, steps: int = 20) -> list[dict]:
+    """Rows as the trainer writes them: an eval-only step-0 row, then one row per step, eval every 2 steps,
+    values that change every step (so the step-0 row or a window over eval points would change the numbers)."""
+    from drgrpo_cli import trainer
+
+    d.mkdir(parents=True)
+    cfg = TrainConfig(adv_scale=adv_scale, loss_agg=loss_agg, seed=seed, steps=steps, group_size=G, eval_every=2)
+    cfg.save(d / "config.json")
+    k = 1 + seed + (adv_scale == "group")
+
+    def ev(s: int) -> dict:
+        return {"eval/accuracy": 0.1 + 0.031 * s * k, "eval/len_mean": 60.0 + s, "eval/len_correct": 50.0,
+                "eval/len_incorrect": 70.0 + s}
+
+    rows = [{"step": 0, **ev(0)}]
+    for s in range(1, steps + 1):
+        row = {"step": s, "train/reward": 0.013 * s * k + 0.007 * (s % 3), "train/accuracy": 0.011 * s * k,
+               "train/len_mean": 50.0 + 1.7 * s * k, "train/len_correct": 40.0 + 0.37 * s,
+               "train/len_incorrect": None if s == steps - 1 else 90.0 + 2.3 * s * k + (s % 4),
+               "train/truncated_frac": 0.0}
+        if s % 2 == 0:
+            row.update(ev(s))
+        rows.append(row)
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "summary.json").write_text(json.dumps({**trainer.summarize(rows, cfg), "status": "finished"}))
+    return rows
+
+
+def _md_table(md: str, section: str) -> dict[str, list[str]]:
+    """The rows of the first table under ``## section``, by their first cell."""
+    lines = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines if ln.startswith("| ")]
+    return {r[0]: r for r in rows[1:]}
+
+
+def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
+    from drgrpo_cli.ablate import CSV_COLUMNS, read_rows, run_numbers, summarize, summary_csv_text
+
+    root = tmp_path / "sw"
+    runs = {"grpo-s0": ("group", "seq_mean", 0), "grpo-s1": ("group", "seq_mean", 1),
+            "dr-s0": ("none", "max_tokens", 0), "dr-s1": ("none", "max_tokens", 1)}
+    for name, (adv, agg, seed) in runs.items():
+        rows = _trainer_like_run(root / name, adv_scale=adv, loss_agg=agg, seed=seed)
+    # not vacuous: the old plot conventions (step-0 row inside the windows, last 10% of eval points) differ
+    assert tail_mean(series(rows, "train/reward")) != run_numbers(read_rows(root / "dr-s1"))["final_reward"]
+    assert tail_mean(series(rows, "eval/accuracy")) != run_numbers(read_rows(root / "dr-s1"))["eval_accuracy"]
+
+    res = plot([root], formats=("png",))
+    arms = summarize(root)
+    csv_rows = {r.split(",")[0]: dict(zip(CSV_COLUMNS, r.split(","))) for r in summary_csv_text(arms).splitlines()[1:]}
+    assert sorted(csv_rows) == sorted(res.summary["arms"]) == ["Dr. GRPO", "GRPO"]
+
+    # per run: the plot's numbers are summary.json's and ablate.run_numbers'
+    for a, s in res.summary["arms"].items():
+        for name, growth in s["len_incorrect_growth"]["per_run"].items():
+            sj = json.loads((root / name / "summary.json").read_text())
+            nums = run_numbers(read_rows(root / name))
+            assert growth == sj["growth"]["len_incorrect"] == nums["len_incorrect_growth"]
+        finals = {k: s["final"][k]["values"] for k in ("train/reward", "train/accuracy", "eval/accuracy")}
+        sjs = [json.loads((root / n / "summary.json").read_text())["final"] for n in s["runs"]]
+        for k, v in finals.items():
+            assert v == [f[k] for f in sjs], k
+
+    # per arm: exactly summary.csv's numbers (ArmSummary), and the same text at the report's precision
+    md = res.report.read_text()
+    final_t, growth_t = _md_table(md, "Final metrics"), _md_table(md, "Incorrect-length growth")
+    for a in arms:
+        s, row = res.summary["arms"][a.arm], csv_rows[a.arm]
+        assert s["final"]["train/reward"]["mean"] == a.final_reward
+        assert s["final"]["train/accuracy"]["mean"] == a.final_accuracy
+        assert s["final"]["eval/accuracy"]["mean"] == a.eval_accuracy
+        assert s["len_incorrect_growth"]["mean"] == a.len_incorrect_growth
+        assert s["len_correct_growth"]["mean"] == a.len_correct_growth
+        f, g = final_t[a.arm], growth_t[a.arm]
+        assert f[2].split(" ± ")[0] == f"{float(row['final_reward']):.3f}"  # reward
+        assert f[3].split(" ± ")[0] == f"{float(row['final_accuracy']):.3f}"  # accuracy
+        assert f[7].split(" ± ")[0] == f"{float(row['eval_accuracy']):.3f}"  # eval accuracy
+        assert g[2] == f"{float(row['len_incorrect_growth']):+.1f}"
+        assert g[5] == f"{float(row['len_correct_growth']):+.1f}"
+    assert "**last eval point**" in md and "step ≥ 1" in md
