@@ -104,7 +104,7 @@ def worker(args: argparse.Namespace) -> dict:
         "train_s_per_step": sum(r["time/train_s"] for r in timed) / len(timed),
         "tokens_per_step": tokens / len(timed), "reward_last": rows[-1]["train/reward"],
         "len_mean": statistics.fmean(r["train/len_mean"] for r in timed),
-        "push_s_per_step": (getattr(b, "push_s", 0.0) / max(1, getattr(b, "pushes", 0))) if b else None,
+        "push_s_per_step": b.push_s / max(1, b.pushes) if hasattr(b, "pushes") else None,
         "push_method": getattr(b, "push_method", None),
         "torch_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "device_peak_used_gib": max(dev_used) if dev_used else None,
@@ -132,7 +132,8 @@ def run_child(args: argparse.Namespace, backend: str) -> dict | None:
 
 
 def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    width = int("".join(c for c in spec.split(".")[0] if c.isdigit()) or 0)
+    return "-".rjust(width) if v is None else format(v, spec)
 
 
 def main(argv=None) -> int:

