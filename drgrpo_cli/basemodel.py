@@ -5,9 +5,9 @@ Choices and why:
 * A standard ``LlamaForCausalLM`` saved in Hugging Face format (config.json, model.safetensors,
   tokenizer.json), so the same ``AutoModelForCausalLM`` / ``AutoTokenizer`` code - and vLLM - load it
   exactly like a hub model. Head dimension 32 (hidden 128 / 4 heads): vLLM's CPU attention rejects 16.
-* A short supervised warm-up (see :class:`drgrpo_cli.task.WarmupRecipe`) so the model behaves like a
-  base model: imperfect accuracy, varied lengths, and a derailed mode that is usually wrong and whose
-  length it chooses itself. The loss covers response tokens only: the derail marker is the
+* A short supervised warm-up (900 steps, see :class:`drgrpo_cli.task.WarmupRecipe`) so the model behaves
+  like a base model: imperfect accuracy (clean prompts ~91% right when sampled, derailed ones ~2%),
+  varied lengths, and a derailed mode that is almost always wrong and whose length it chooses itself. The loss covers response tokens only: the derail marker is the
   environment's, and the model is never taught to emit it.
 * Deterministic: fixed seeds, one thread count recorded; the result is cached under
   ``$DRGRPO_CACHE`` (default ``~/.cache/drgrpo``) in a folder named after a hash of the recipe, built
@@ -39,7 +39,7 @@ class BaseRecipe:
     heads: int = 4
     ffn: int = 384
     max_positions: int = 128
-    steps: int = 600
+    steps: int = 900
     batch: int = 64
     lr: float = 3e-3
     warmup: WarmupRecipe = field(default_factory=WarmupRecipe)

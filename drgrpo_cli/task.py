@@ -119,7 +119,7 @@ class WarmupRecipe:
     """How the base model's warm-up data looks: this sets the base policy's behaviour in both modes."""
 
     clean_filler: tuple[int, int] = (0, 3)  # uniform filler length after a clean prompt
-    derailed_filler: tuple[int, int] = (4, 16)  # ... after a derail marker: longer, model-chosen later
+    derailed_filler: tuple[int, int] = (4, 24)  # ... after a derail marker: longer, and room to grow
     derailed_correct: float = 0.0  # P(correct answer | derailed) in the warm-up data: 0.15 let GRPO recover too
     derail_frac: float = 0.5
 
