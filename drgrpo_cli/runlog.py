@@ -40,7 +40,9 @@ def dumps_row(row: dict[str, Any]) -> str:
 
 
 class JsonlWriter:
-    """Append-only JSONL writer that flushes (and fsyncs) every row."""
+    """Append-only JSONL writer: every row is flushed to the OS at once (readers see it, a killed process
+    loses nothing); ``sync()`` also forces it to disk, which the trainer does once per step (an fsync per
+    row cost 15-20 ms a step, 2-3% of a built-in step)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -49,9 +51,12 @@ class JsonlWriter:
     def write(self, row: dict[str, Any]) -> None:
         self._f.write(dumps_row(row) + "\n")
         self._f.flush()
+
+    def sync(self) -> None:
         os.fsync(self._f.fileno())
 
     def close(self) -> None:
+        self.sync()
         self._f.close()
 
     def __enter__(self) -> JsonlWriter:

@@ -380,6 +380,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             for i in range(0, min(cfg.samples_per_step * G, len(texts)), G):
                 samples_w.write({"step": step, "prompt": prompt_texts[i], "response": texts[i], "reward": rewards[i],
                                  "length": len(batch.responses[i]), "truncated": batch.truncated[i], "tag": tags[i]})
+            metrics_w.sync()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 _save_checkpoint(out, model, opt, rng, step)
             last = row
