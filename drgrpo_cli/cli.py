@@ -75,6 +75,9 @@ def train_cli(
     eval_every: Annotated[Optional[int], _opt("--eval-every", panel=_PANEL_RUN,
         help="Greedy eval on held-out prompts every N steps (and before step 1 and at the end); 0 = never."
              + _d(_D.eval_every))] = None,
+    eval_max_prompts: Annotated[Optional[int], _opt("--eval-max-prompts", panel=_PANEL_RUN,
+        help="Held-out prompts per eval set (the built-in task's eval set, or the first N of each --eval-dataset)."
+             + _d(_D.eval_max_prompts))] = None,
     checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", panel=_PANEL_RUN,
         help="Save a resumable checkpoint every N steps; 0 = never." + _d(_D.checkpoint_every))] = None,
     threads: Annotated[Optional[int], _opt("--threads", panel=_PANEL_RUN,
