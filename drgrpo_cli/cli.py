@@ -164,14 +164,10 @@ def train_cli(
         cfg = TrainConfig(**d).validate()
     except (ConfigError, TypeError) as e:
         raise fail(str(e)) from None
-    run_dir = out or Path("results") / f"{_slug(cfg.arm)}__seed{cfg.seed}"
+    from .grid import slugify
+
+    run_dir = out or Path("results") / f"{slugify(cfg.arm)}__seed{cfg.seed}"
     _run_train(cfg, run_dir, resume=resume, force=force, quiet=quiet)
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, quiet: bool) -> None:

@@ -64,8 +64,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-ADV_SCALES = ("group", "batch", "none")
-LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum")
+from .config import ADV_SCALES, LOSS_AGGS  # one list of modes, owned by the config
 
 
 # ------------------------------------------------------------------------------------------------

@@ -312,7 +312,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             if not on_policy or ref is not None:
                 with torch.no_grad():
                     olds, refs = [], []
-                    for sl in _slices(N, cfg.mini_batches * cfg.micro_batches):
+                    for sl in _chunks(torch.arange(N), cfg.mini_batches * cfg.micro_batches):
                         if not on_policy:
                             olds.append(gather_logprobs(response_logits(model, ids[sl], attn[sl], pos[sl], R,
                                                                         cfg.temperature), resp[sl]))
@@ -431,11 +431,6 @@ def _chunks(idx, k: int):
     n = len(idx)
     size = n // k
     return [idx[i * size: (i + 1) * size] for i in range(k)]
-
-
-def _slices(n: int, k: int):
-    size = max(1, n // k)
-    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 class _Progress:
