@@ -39,7 +39,7 @@ class BaseRecipe:
     heads: int = 4
     ffn: int = 384
     max_positions: int = 128
-    steps: int = 900
+    steps: int = 700
     batch: int = 64
     lr: float = 3e-3
     warmup: WarmupRecipe = field(default_factory=WarmupRecipe)
@@ -104,28 +104,33 @@ def build_model(recipe: BaseRecipe):
     return LlamaForCausalLM(cfg)
 
 
-def _warmup_batch(rng: random.Random, recipe: BaseRecipe):
-    """Right-padded token ids and a loss mask covering response tokens and the final ``<eos>``."""
+def _warmup_batch(rng: random.Random, recipe: BaseRecipe, chunks: int = 4):
+    """``chunks`` sub-batches of warm-up text, sorted by length so each is padded only to its own width
+    (the long hidden-operand responses would otherwise pad every row); right-padded token ids and a loss
+    mask covering response tokens and the final ``<eos>``."""
     import torch
 
     char = {c: i for i, c in enumerate(VOCAB)}
-    seqs, masks = [], []
+    pairs = []
     for _ in range(recipe.batch):
         prompt, response = warmup_example(rng, recipe.warmup)
-        ids = [char[c] for c in prompt + response] + [EOS]
-        seqs.append(ids)
-        masks.append([0] * len(prompt) + [1] * (len(response) + 1))
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width))
-    for i, (s, m) in enumerate(zip(seqs, masks)):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float)
-    return ids, mask
+        pairs.append(([char[c] for c in prompt + response] + [EOS], [0] * len(prompt) + [1] * (len(response) + 1)))
+    pairs.sort(key=lambda p: len(p[0]))
+    size = -(-len(pairs) // chunks)
+    out = []
+    for part in (pairs[i: i + size] for i in range(0, len(pairs), size)):
+        width = max(len(s) for s, _ in part)
+        ids = torch.full((len(part), width), PAD, dtype=torch.long)
+        mask = torch.zeros((len(part), width))
+        for i, (s, m) in enumerate(part):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(m)] = torch.tensor(m, dtype=torch.float)
+        out.append((ids, mask))
+    return out
 
 
 def warm_up(model, recipe: BaseRecipe, progress=None) -> list[float]:
-    """Supervised next-token training on warm-up text; returns the loss curve."""
+    """Supervised next-token training on warm-up text (one token-mean loss per batch); returns the loss curve."""
     import torch
 
     rng = random.Random(recipe.seed)
@@ -134,20 +139,23 @@ def warm_up(model, recipe: BaseRecipe, progress=None) -> list[float]:
     losses = []
     model.train()
     for step in range(recipe.steps):
-        ids, mask = _warmup_batch(rng, recipe)
-        attn = (ids != PAD) | (mask > 0)
-        logits = model(input_ids=ids, attention_mask=attn.long()).logits[:, :-1]
-        tgt, m = ids[:, 1:], mask[:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
-        loss = (nll * m.reshape(-1)).sum() / m.sum()
+        parts = _warmup_batch(rng, recipe)
+        n_tok = sum(m[:, 1:].sum() for _, m in parts)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_val = 0.0
+        for ids, mask in parts:
+            logits = model(input_ids=ids, attention_mask=(mask > 0).long() | (ids != PAD).long()).logits[:, :-1]
+            tgt, m = ids[:, 1:], mask[:, 1:]
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
+            loss = (nll * m.reshape(-1)).sum() / n_tok
+            loss.backward()
+            loss_val += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(loss_val)
         if progress is not None:
-            progress(step + 1, recipe.steps, loss.item())
+            progress(step + 1, recipe.steps, loss_val)
     model.eval()
     return losses
 
@@ -208,3 +216,61 @@ def prebuild(models, console=None, *, rebuild: bool = False) -> None:
         info = json.loads((path / "drgrpo_base.json").read_text())
         msg = f"built the {name} base model in {info['build_seconds']} s: {path}"
         console.print(msg) if console is not None else print(msg)
+
+
+def check_base(name: str = "builtin", *, samples: int = 8, seed: int = 0, max_tokens: int = 64) -> dict:
+    """Measure a built-in base model on training and held-out prompts of the built-in task, per state.
+
+    Returns ``{"train|eval/clean|derailed": {"sampled_accuracy", "sampled_len_mean", "sampled_len_max", "greedy_accuracy",
+    "greedy_len_mean"}}`` (lengths in response tokens, ``<eos>`` included; ``samples`` responses per prompt at
+    temperature 1): the numbers behind the task's design criteria (docs/default-study.md).
+    """
+    import statistics
+
+    import torch
+
+    from .models import load_model, load_tokenizer
+    from .rollout import HFBackend
+    from .task import BuiltinTask, builtin_reward, hide_operand
+
+    path = str(build_base(name))
+    tok, model = load_tokenizer(path), load_model(path)
+    backend = HFBackend(model, tok)
+    task = BuiltinTask()
+    # the prompts RL trains on (a fixed sample of training pairs, half with the operand hidden), and held-out ones
+    train = [(p, hide_operand(p.prompt), "derailed") if i % 2 else (p, p.prompt, "clean")
+             for i, p in enumerate(task.sample(128, random.Random(seed)))]
+    sets = {"train": train, "eval": task.eval_sets()[""]}
+    out: dict[str, dict[str, float]] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for split, items in sets.items():
+            for mode, k in (("sampled", samples), ("greedy", 1)):
+                batch = [it for it in items for _ in range(k)]
+                got = backend.generate([tok.encode(t, add_special_tokens=False) for _, t, _ in batch],
+                                       max_new_tokens=max_tokens, greedy=mode == "greedy")
+                for tag in ("clean", "derailed"):
+                    rows = [(builtin_reward(tok.decode(s.ids, skip_special_tokens=True), p.answer, s.truncated),
+                             len(s.ids)) for (p, _, t), s in zip(batch, got) if t == tag]
+                    d = out.setdefault(f"{split}/{tag}", {})
+                    d[f"{mode}_accuracy"] = statistics.fmean(r for r, _ in rows)
+                    d[f"{mode}_len_mean"] = statistics.fmean(n for _, n in rows)
+                    if mode == "sampled":
+                        d["sampled_len_max"] = max(n for _, n in rows)
+    return out
+
+
+def design_criteria(recipe: BaseRecipe, stats: dict, budget: int = 64) -> list[tuple[str, bool, str]]:
+    """The base-model side of the task's design criteria (docs/default-study.md), from :func:`check_base`."""
+    w, der, clean = recipe.warmup, stats["train/derailed"], stats["train/clean"]
+    top = w.hidden_max + 5  # dots, '#', at most three digits, <eos>
+    return [
+        ("D3", der["greedy_len_mean"] < der["sampled_len_mean"],
+         f"failure state: greedy length {der['greedy_len_mean']:.1f} < sampled mean {der['sampled_len_mean']:.1f} "
+         "(sharpening predicts shorter)"),
+        ("D4", top >= 2.5 * der["sampled_len_mean"] and top < budget,
+         f"support up to {top} tokens = {top / der['sampled_len_mean']:.1f}x the sampled mean (>= 2.5x), "
+         f"below the {budget}-token budget"),
+        ("D5", clean["sampled_accuracy"] >= 0.8,
+         f"clean training prompts: sampled accuracy {clean['sampled_accuracy']:.3f} (>= 0.8)"),
+    ]

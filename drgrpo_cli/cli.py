@@ -75,6 +75,10 @@ def train_cli(
     eval_every: Annotated[Optional[int], _opt("--eval-every", panel=_PANEL_RUN,
         help="Greedy eval on held-out prompts every N steps (and before step 1 and at the end); 0 = never."
              + _d(_D.eval_every))] = None,
+    eval_samples: Annotated[Optional[int], _opt("--eval-samples", panel=_PANEL_RUN,
+        help="Sampled eval beside the greedy one: N responses per eval prompt at the run's temperature, logged as "
+             "eval_sampled/* (greedy decoding cannot show length drift); 0 = greedy only."
+             + _d("4 on the built-in task, 0 on math"))] = None,
     eval_max_prompts: Annotated[Optional[int], _opt("--eval-max-prompts", panel=_PANEL_RUN,
         help="Held-out prompts per eval set (the built-in task's eval set, or the first N of each --eval-dataset)."
              + _d(_D.eval_max_prompts))] = None,
@@ -97,7 +101,7 @@ def train_cli(
     top_p: Annotated[Optional[float], _opt("--top-p", panel=_PANEL_SAMPLING,
         help="Nucleus sampling." + _d(_D.top_p))] = None,
     derail_prob: Annotated[Optional[float], _opt("--derail-prob", panel=_PANEL_SAMPLING,
-        help="Built-in task: share of rollouts the environment starts with a wrong turn." + _d(_D.derail_prob))] = None,
+        help="Built-in task: share of rollouts whose second operand the environment hides (the failure state)." + _d(_D.derail_prob))] = None,
     lr: Annotated[Optional[float], _opt("--lr", panel=_PANEL_PPO, help="AdamW learning rate (constant)." + _d(_D.lr))] = None,
     epsilon: Annotated[Optional[float], _opt("--epsilon", panel=_PANEL_PPO,
         help="PPO clip range (lower side, and upper unless --epsilon-high)." + _d(_D.epsilon))] = None,
@@ -122,7 +126,7 @@ def train_cli(
         help="builtin (tiny model built on first use), builtin-small, a local Hugging Face model folder, "
              "or a hub id." + _d(_D.model))] = None,
     task: Annotated[Optional[str], _opt("--task", panel=_PANEL_DATA, metavar="builtin|math",
-        help="builtin: the derailed-addition task; math: --dataset with a math-verify reward." + _d(_D.task))] = None,
+        help="builtin: addition with hidden operands (the length-bias model organism); math: --dataset with a math-verify reward." + _d(_D.task))] = None,
     dataset: Annotated[Optional[str], _opt("--dataset", panel=_PANEL_DATA,
         help="Training problems (JSONL/Parquet/CSV, or a datasets name); implies --task math.")] = None,
     eval_dataset: Annotated[Optional[List[str]], _opt("--eval-dataset", panel=_PANEL_DATA,
@@ -207,17 +211,27 @@ def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, qu
 def base_cli(
     model: Annotated[str, typer.Option("--model", help="builtin or builtin-small.")] = "builtin",
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build again even if cached.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Also measure the base policy per state (accuracy, "
+        "sampled and greedy lengths on held-out prompts) against the task's design criteria.")] = False,
 ) -> None:
     """Build (or show) the cached built-in base model: a tiny Llama warmed up on the built-in task."""
     import json
 
-    from .basemodel import RECIPES, base_dir, prebuild
+    from .basemodel import RECIPES, base_dir, check_base, design_criteria, prebuild
 
     if model not in RECIPES:
         raise fail(f"unknown built-in model {model!r}; choose one of {', '.join(RECIPES)}")
     prebuild([model], rebuild=rebuild)
     info = json.loads((base_dir(model) / "drgrpo_base.json").read_text())
     typer.echo(f"{base_dir(model)}  (built in {info['build_seconds']} s, final warm-up loss {info['final_loss']:.3f})")
+    if check:
+        stats = check_base(model)
+        for tag, d in stats.items():
+            typer.echo(f"  {tag:14s}  sampled: accuracy {d['sampled_accuracy']:.3f}, length {d['sampled_len_mean']:.1f} "
+                       f"(max {d['sampled_len_max']})   greedy: accuracy {d['greedy_accuracy']:.3f}, "
+                       f"length {d['greedy_len_mean']:.1f}")
+        for name, ok, text in design_criteria(RECIPES[model], stats):
+            typer.echo(f"  {name} {'ok  ' if ok else 'MISS'} {text}")
 
 
 app.command("ablate")(ablate_cli)

@@ -86,7 +86,7 @@ class TrainConfig:
     micro_batches: int = 1  # gradient-accumulation splits of each mini-batch
 
     # --- built-in task --------------------------------------------------------------------------
-    derail_prob: float = 0.5  # share of rollouts the environment starts with a wrong turn
+    derail_prob: float = 0.5  # share of rollouts whose second operand is hidden (the failure state)
 
     # --- math task (real models) ------------------------------------------------------------------
     dataset: str | None = None
@@ -98,6 +98,7 @@ class TrainConfig:
 
     # --- logging / eval / checkpoints ------------------------------------------------------------
     eval_every: int = 20
+    eval_samples: int | None = None  # sampled eval: responses per eval prompt; None -> 4 (builtin) / 0 (math)
     samples_per_step: int = 4
     checkpoint_every: int = 20
 
@@ -119,6 +120,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_samples is not None and self.eval_samples < 0:
+            raise ConfigError(f"eval_samples must be >= 0, got {self.eval_samples}")
         for name in ("eval_every", "samples_per_step", "checkpoint_every", "threads", "adv_std_ddof", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -161,6 +164,8 @@ class TrainConfig:
             resolved = dataclasses.replace(resolved, loss_max_tokens=self.max_tokens)
         if self.epsilon_high is None:
             resolved = dataclasses.replace(resolved, epsilon_high=self.epsilon)
+        if self.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
+            resolved = dataclasses.replace(resolved, eval_samples=4 if self.task == "builtin" else 0)
         return resolved
 
     # ------------------------------------------------------------------------------------------------

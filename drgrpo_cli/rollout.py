@@ -3,14 +3,21 @@
 The interface is deliberately small so vLLM plugs in beside the HF backend:
 
 * ``generate(prompts, max_new_tokens, temperature, top_p, greedy) -> list[Sample]`` where each prompt is
-  a list of token ids and each sample holds the response ids (through ``<eos>`` or the end of a stop
-  string) and whether it was truncated (hit the budget without finishing);
+  a list of token ids and each sample holds the response ids (through ``<eos>`` or the token that completes
+  a stop string, both kept) and whether it was truncated (hit the budget without finishing);
 * ``sync(model)`` after every optimizer step: the HF backend samples from the training model itself,
   so it has nothing to do; vLLM pushes the new weights into its engine.
 
-Choices and why: the HF backend left-pads the batch and calls ``model.generate`` with the KV cache; it
-stops as soon as every sequence has finished (generate's own rule). Sampling uses torch's global RNG,
-which the trainer seeds and checkpoints, so a resumed run samples the same tokens.
+Choices and why: the HF backend runs its own sampling loop (:func:`sample_loop`) instead of
+``model.generate``. It prefills the left-padded prompts once with a KV cache, then decodes one token per
+step and drops every row that has finished from the batch, KV cache included, so the batch shrinks as
+responses end instead of decoding pads until the longest row is done; it also skips ``generate``'s
+per-step processor and stopping-criteria machinery. It samples the plain (temperature, top-p) distribution
+of the policy, as the vLLM backend does: no repetition penalty or top-k from a checkpoint's
+``generation_config``, since the update scores the plain distribution. Sampling uses torch's global RNG
+(``torch.multinomial``), the only randomness, which the trainer seeds and checkpoints, so a resumed run
+samples the same tokens. Stop strings are matched on the decoded text (vLLM's rule), so a stop string
+that the model spells with other tokens than ``tokenizer.encode`` gives still ends the row.
 """
 
 from __future__ import annotations
@@ -34,21 +41,106 @@ class RolloutBackend(Protocol):
     def sync(self, model) -> None: ...
 
 
-def finish(ids: Sequence[int], eos_id: int, stop_ids: Sequence[Sequence[int]] = ()) -> Sample:
-    """Cut a generated row after the first ``<eos>`` or stop sequence (both kept in the response).
+def next_tokens(logits, *, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False):
+    """One token per row from last-position logits ``[B, V]``: argmax, or a draw from softmax(logits / T)
+    restricted to the top-p nucleus (``transformers``' TopPLogitsWarper rule: drop the tokens whose
+    ascending cumulative probability is <= 1 - top_p, always keep the most likely one)."""
+    import torch
 
-    A row with neither ran to the token budget (generation only ends early once every row has
-    finished), so it is truncated and kept whole.
+    if greedy:
+        return logits.argmax(-1)
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False)
+        drop = sorted_logits.softmax(-1).cumsum(-1) <= (1 - top_p)
+        drop[..., -1:] = False
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+
+
+def sample_loop(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
+                temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False, stopped=None) -> list[Sample]:
+    """Decode every prompt with a KV cache, dropping rows from the batch as they finish.
+
+    ``stopped(rows)`` (optional) gets the response ids of the rows that emitted a token other than
+    ``<eos>`` this step and returns, per row, whether it now ends with a stop string. A row ends after its
+    ``<eos>`` or stop token (kept in the response); a row still running after ``max_new_tokens`` tokens
+    is truncated. Works with any ``transformers`` causal LM whose cache supports ``batch_select_indices``
+    (``DynamicCache``, the default); positions count real tokens only, so left padding is invisible.
     """
-    ids = list(ids)
-    for t, tok in enumerate(ids):
-        if tok == eos_id or any(stop and ids[max(0, t + 1 - len(stop)): t + 1] == list(stop) for stop in stop_ids):
-            return Sample(ids[: t + 1], False)
-    return Sample(ids, True)
+    import torch
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    n = len(prompts)
+    if n == 0:
+        return []
+    # newer transformers (5.24 here) call the KV cache argument and output ``cache``, older ``past_key_values``
+    cache_arg = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+            attn[i, width - len(p):] = 1
+    ids, attn = ids.to(device), attn.to(device)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [B, P] as in training: pads get 0 (they are masked out)
+    next_pos = attn.sum(-1, keepdim=True)  # [B, 1] position of each row's next token
+    out: list[list[int]] = [[] for _ in range(n)]
+    done = [False] * n
+    alive = list(range(n))  # batch row -> prompt index
+    cache = None
+    for step in range(max_new_tokens):
+        o = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1,
+                  **{cache_arg: cache})
+        cache = o.get(cache_arg)
+        tok = next_tokens(o.logits[:, -1], temperature=temperature, top_p=top_p, greedy=greedy)  # [B]
+        running = []
+        for j, t in enumerate(tok.tolist()):
+            out[alive[j]].append(t)
+            if t == eos_id:
+                done[alive[j]] = True
+            else:
+                running.append(j)
+        if stopped is not None and running:
+            hit = stopped([out[alive[j]] for j in running])
+            for j in (j for j, h in zip(running, hit) if h):
+                done[alive[j]] = True
+            running = [j for j, h in zip(running, hit) if not h]
+        if not running or step == max_new_tokens - 1:
+            break
+        if len(running) < len(alive):
+            keep = torch.tensor(running, dtype=torch.long, device=device)
+            cache.batch_select_indices(keep)
+            attn, tok, next_pos = attn[keep], tok[keep], next_pos[keep]
+            alive = [alive[j] for j in running]
+        attn = torch.cat([attn, attn.new_ones((len(alive), 1))], dim=-1)
+        ids, pos = tok[:, None], next_pos
+        next_pos = next_pos + 1
+    return [Sample(r, not d) for r, d in zip(out, done)]
+
+
+class StopStrings:
+    """``stopped(rows)`` for :func:`sample_loop`: does the text of each row's last tokens contain a stop
+    string? Checked after every token, so a hit is always completed by the newest token. The window is
+    one token longer than the longest stop string in characters (every token decodes to >= 1 character,
+    and the extra token absorbs a tokenizer that strips the first token's leading space)."""
+
+    def __init__(self, tokenizer, stop_strings: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stop_strings if s]
+        self.window = max((len(s) for s in self.stops), default=0) + 1
+
+    def __call__(self, rows: list[list[int]]) -> list[bool]:
+        texts = self.tokenizer.batch_decode([r[-self.window:] for r in rows])
+        return [any(s in t for s in self.stops) for t in texts]
 
 
 class HFBackend:
-    """Samples with ``transformers``' ``generate`` from the training model itself (no weight copies)."""
+    """Samples from the training model itself (no weight copies) with :func:`sample_loop`."""
 
     name = "hf"
 
@@ -58,7 +150,7 @@ class HFBackend:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_strings = list(stop_strings)
-        self.stop_ids = [tokenizer.encode(s, add_special_tokens=False) for s in stop_strings]
+        self.stopped = StopStrings(tokenizer, self.stop_strings) if any(self.stop_strings) else None
 
     def sync(self, model) -> None:
         self.model = model
@@ -66,28 +158,16 @@ class HFBackend:
     def generate(self, prompts, *, max_new_tokens, temperature=1.0, top_p=1.0, greedy=False):
         import torch
 
-        device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            attn[i, width - len(p):] = 1
-        kwargs = dict(max_new_tokens=max_new_tokens, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
-                      use_cache=True)
-        if greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-        if self.stop_strings:
-            kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
         was_training = self.model.training
         self.model.eval()
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
-        if was_training:
-            self.model.train()
-        return [finish(row, self.eos_id, self.stop_ids) for row in out[:, width:].tolist()]
+        try:
+            with torch.inference_mode():
+                return sample_loop(self.model, prompts, max_new_tokens=max_new_tokens, eos_id=self.eos_id,
+                                   pad_id=self.pad_id, temperature=temperature, top_p=top_p, greedy=greedy,
+                                   stopped=self.stopped)
+        finally:
+            if was_training:
+                self.model.train()
 
 
 def make_backend(name: str, model, tokenizer, *, stop_strings: Sequence[str] = (), model_path: str | None = None,

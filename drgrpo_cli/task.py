@@ -1,24 +1,30 @@
-"""The built-in task: two-digit addition with environment-made wrong turns, a model organism for the length bias.
+"""The built-in task: two-digit plus one-digit addition where the environment hides the second operand
+of half the rollouts - a failure state no policy can learn its way out of, after which the model chooses
+how long to go on. A model organism for the length bias of the per-response ``1/|o_i|``.
 
-Why this design (see ``shared/reference/length-bias.md`` and the README):
-within one prompt's group the advantages sum to zero, so the per-response ``1/|o_i|`` term can only
-lengthen wrong answers if responses pass through a state that *predicts failure* and the model sets the
-length *after* it. Plain "reason then answer" arithmetic has no such state and shows no GRPO/Dr. GRPO
-difference. So the environment derails a share of the rollouts (``derail_prob``, default 0.5): it appends
-a visible wrong-turn marker ``?`` to the prompt. The base model was warmed up on data where, after ``?``,
-it thinks for longer (more ``.`` filler) and then writes a near-miss answer (the sum off by 1-9), so derailed
-rollouts are almost always wrong at first (a few % right by sampling luck), and their length is the model's
-own choice. Recovering - writing the true sum after ``?`` - is possible (the model can add) but must be
-discovered by RL.
+Why this design (the README's "The built-in task" has the full reasoning and the criteria it meets):
+
+* Within a prompt's group the advantages sum to zero, so ``1/|o_i|`` can only move lengths through a
+  state that *predicts failure* and is followed by a length choice. Here that state is ``37+?=``: the
+  second operand is hidden, any answer is right with probability at most 1/9 whatever the policy
+  learns, so every arm ends at the same reward and wrong answers are compared within one population.
+* The length after it is the model's own choice (``.`` filler), unrelated to correctness.
+* The warm-up filler after ``?`` is short by every measure of the mode: 60% of the time it stops at the
+  first chance (2 dots), so both the most likely length and the greedy token path are short; otherwise it
+  goes on with a 10% stop chance per dot, up to 40 dots. Sharpening (any move towards the mode) predicts
+  *shorter* responses; the ``1/|o_i|`` bias predicts *longer*; the tail gives it room (40 dots is about 4x
+  the starting mean) below the 64-token budget.
+* Clean prompts (``37+5=``) get two dots and the sum; the base model solves most of them.
 
 Format (character-level; ``prompt | response``)::
 
-    37+45=   | ....#82<eos>        clean: short filler, then the answer
-    37+45=?  | ...............#79<eos>  derailed: longer filler, usually a near miss
+    37+5=   | ..#42<eos>            clean: short filler, then the answer
+    37+?=   | ..#40<eos>            hidden operand: filler of the model's choosing, then a guess
 
 Reward is 1 when the integer after ``#`` equals a+b and the response ended with ``<eos>`` within the
-budget, else 0 (truncated = 0, as in the paper). The derail marker belongs to the prompt: the policy is
-never trained on it, and it does not count towards the response length.
+budget, else 0 (truncated = 0, as in the paper). The hidden operand belongs to the prompt: the policy is
+never trained on it, and it does not count towards the response length. Rollouts are tagged ``derailed``
+(hidden operand: the failure state) or ``clean``.
 
 The problems are split by a fixed hash: pairs with ``(37*a + b) % 10 == 0`` are held out for eval.
 """
@@ -33,7 +39,7 @@ CHARS = DIGITS + "+=#.?"
 SPECIALS = ("<pad>", "<eos>", "<unk>")
 VOCAB = list(SPECIALS) + list(CHARS)
 PAD, EOS, UNK = 0, 1, 2
-DERAIL = "?"
+HIDDEN = "?"  # stands for the hidden second operand
 FILLER = "."
 ANSWER = "#"
 A_RANGE = (10, 99)  # first operand: two digits
@@ -42,7 +48,7 @@ B_RANGE = (1, 9)  # second operand: one digit (a carry half of the time)
 
 @dataclass(frozen=True)
 class Problem:
-    """One prompt: the text the model sees (before any derail marker) and the gold answer."""
+    """One prompt: the text the model sees (the clean form) and the gold answer."""
 
     prompt: str
     answer: str
@@ -61,6 +67,11 @@ def make_problem(a: int, b: int) -> Problem:
     return Problem(prompt=f"{a}+{b}=", answer=str(a + b))
 
 
+def hide_operand(prompt: str) -> str:
+    """``37+5=`` -> ``37+?=``: the failure state's prompt."""
+    return prompt.split("+", 1)[0] + "+" + HIDDEN + "="
+
+
 def parse_answer(response: str) -> str | None:
     """The digits after the last ``#`` of a response (eos already stripped), or None."""
     if ANSWER not in response:
@@ -76,7 +87,7 @@ def builtin_reward(response: str, gold: str, truncated: bool) -> float:
 
 
 class BuiltinTask:
-    """Samples problems and derails rollouts; all randomness comes from the ``random.Random`` passed in."""
+    """Samples problems and hides operands; all randomness comes from the ``random.Random`` passed in."""
 
     name = "builtin"
     stop_strings: tuple[str, ...] = ()
@@ -91,20 +102,20 @@ class BuiltinTask:
         return [make_problem(*rng.choice(self.train_pairs)) for _ in range(n)]
 
     def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[tuple[str, str]]:
-        """The ``group_size`` prompt texts of one group, each tagged ``derailed`` or ``clean``."""
+        """The ``group_size`` prompt texts of one group, each tagged ``derailed`` (operand hidden) or ``clean``."""
         out = []
         for _ in range(group_size):
             derailed = rng.random() < self.derail_prob
-            out.append((problem.prompt + DERAIL, "derailed") if derailed else (problem.prompt, "clean"))
+            out.append((hide_operand(problem.prompt), "derailed") if derailed else (problem.prompt, "clean"))
         return out
 
     def eval_sets(self) -> dict[str, list[tuple[Problem, str, str]]]:
-        """Held-out problems; every other one is derailed, so eval measures both modes (greedy)."""
+        """Held-out problems; every other one has its operand hidden, so eval measures both states."""
         items = []
         for i, (a, b) in enumerate(self.eval_pairs):
             p = make_problem(a, b)
             derailed = i % 2 == 1 and self.derail_prob > 0
-            items.append((p, p.prompt + DERAIL, "derailed") if derailed else (p, p.prompt, "clean"))
+            items.append((p, hide_operand(p.prompt), "derailed") if derailed else (p, p.prompt, "clean"))
         return {"": items}
 
     def reward(self, response: str, gold: str, truncated: bool) -> float:
@@ -116,25 +127,38 @@ class BuiltinTask:
 
 @dataclass(frozen=True)
 class WarmupRecipe:
-    """How the base model's warm-up data looks: this sets the base policy's behaviour in both modes."""
+    """How the base model's warm-up data looks: this sets the base policy's behaviour in both states."""
 
-    clean_filler: tuple[int, int] = (0, 3)  # uniform filler length after a clean prompt
-    derailed_filler: tuple[int, int] = (4, 24)  # ... after a derail marker: longer, and room to grow
-    derailed_correct: float = 0.0  # P(correct answer | derailed) in the warm-up data: 0.15 let GRPO recover too
-    derail_frac: float = 0.5
+    clean_filler: tuple[int, int] = (2, 2)  # filler length after a clean prompt (uniform; fixed: addition is learned
+    # about twice as fast when the answer sits at a fixed offset from the operands)
+    hidden_min: int = 2  # filler after a hidden operand: at least this many dots,
+    hidden_stop_first: float = 0.6  # then stop at once with this probability (the short mode),
+    hidden_stop: float = 0.1  # else stop after each further dot with this probability (the long tail),
+    hidden_max: int = 40  # up to this many dots (a 45-token response at most, below the 64-token budget)
+    derail_frac: float = 0.25  # share of hidden-operand examples in the warm-up (RL uses ``derail_prob``)
+
+
+def hidden_filler(rng: random.Random, recipe: WarmupRecipe) -> int:
+    """Filler length after a hidden operand: the short mode, or the geometric tail."""
+    n = recipe.hidden_min
+    if rng.random() < recipe.hidden_stop_first:
+        return n
+    n += 1
+    while n < recipe.hidden_max and rng.random() >= recipe.hidden_stop:
+        n += 1
+    return n
 
 
 def warmup_example(rng: random.Random, recipe: WarmupRecipe) -> tuple[str, str]:
-    """One (prompt, response) pair of warm-up text; the response ends before ``<eos>``."""
+    """One (prompt, response) pair of warm-up text; the response ends before ``<eos>``.
+
+    With the operand hidden the answer is ``a + b`` for a fresh random ``b``: a guess, right 1/9 of the time.
+    """
     a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
     while _held_out(a, b):
         a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
-    s = a + b
     if rng.random() < recipe.derail_frac:
-        n = rng.randint(*recipe.derailed_filler)
-        ans = s
-        if rng.random() >= recipe.derailed_correct:
-            ans = s + rng.randint(1, 9) * rng.choice((-1, 1))
-        return f"{a}+{b}={DERAIL}", FILLER * n + ANSWER + str(ans)
+        guess = a + rng.randint(*B_RANGE)
+        return hide_operand(f"{a}+{b}="), FILLER * hidden_filler(rng, recipe) + ANSWER + str(guess)
     n = rng.randint(*recipe.clean_filler)
-    return f"{a}+{b}=", FILLER * n + ANSWER + str(s)
+    return f"{a}+{b}=", FILLER * n + ANSWER + str(a + b)

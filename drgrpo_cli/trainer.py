@@ -69,40 +69,6 @@ def make_task(cfg: TrainConfig):
 
 
 # ----------------------------------------------------------------------------------------------------
-# tensors for the training forward pass
-
-
-def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
-    """Left-padded prompts followed by right-padded responses.
-
-    Returns ids, attention mask, position ids ``[N, P+R]``, response ids and mask ``[N, R]``.
-    """
-    import torch
-
-    n = len(prompts)
-    P = max(len(p) for p in prompts)
-    R = max(1, max(len(r) for r in responses))
-    ids = torch.full((n, P + R), pad_id, dtype=torch.long)
-    attn = torch.zeros((n, P + R), dtype=torch.long)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        ids[i, P - len(p): P] = torch.tensor(p, dtype=torch.long)
-        attn[i, P - len(p): P] = 1
-        if r:
-            ids[i, P: P + len(r)] = torch.tensor(r, dtype=torch.long)
-            attn[i, P: P + len(r)] = 1
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    resp_mask = attn[:, P:].float()  # [N, R]
-    return ids, attn, pos, ids[:, P:], resp_mask
-
-
-def response_logits(model, ids, attn, pos, R: int, temperature: float):
-    """Logits ``[N, R, V]`` predicting each response token, divided by the sampling temperature."""
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=R + 1, use_cache=False)
-    logits = out.logits[:, :-1].float()  # [N, R, V]
-    return logits / temperature if temperature != 1.0 else logits
-
-
-# ----------------------------------------------------------------------------------------------------
 # metrics helpers
 
 
@@ -128,7 +94,19 @@ def rollout_metrics(batch: Batch, prefix: str) -> dict[str, float]:
         m[f"{prefix}/{tag}/frac"] = len(idx) / len(batch.tags)
         m[f"{prefix}/{tag}/accuracy"] = _mean(float(ok[i]) for i in idx)
         m[f"{prefix}/{tag}/len"] = _mean(lens[i] for i in idx)
+        m[f"{prefix}/{tag}/len_correct"] = _mean(lens[i] for i in idx if ok[i])
+        m[f"{prefix}/{tag}/len_incorrect"] = _mean(lens[i] for i in idx if not ok[i])
     return m
+
+
+def tag_entropy(tags: list[str | None], ent_sum, tokens) -> dict[str, float]:
+    """Mean token entropy of each tag's responses: ``ent_sum`` and ``tokens`` are per-response ``[N]`` sums."""
+    out = {}
+    for tag in sorted({t for t in tags if t}):
+        idx = [i for i, t in enumerate(tags) if t == tag]
+        n = float(sum(float(tokens[i]) for i in idx))
+        out[tag] = sum(float(ent_sum[i]) for i in idx) / n if n else float("nan")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -190,8 +168,8 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     import torch
 
     from .models import load_model, load_tokenizer, resolve_model_path
-    from .objectives import (aggregate_loss, compute_advantages, gather_logprobs, group_pass_stats,
-                             masked_mean, ppo_token_loss, token_entropy)
+    from .objectives import aggregate_loss, compute_advantages, group_pass_stats, masked_mean, ppo_token_loss
+    from .packing import packed_logprobs, response_mask
     from .rollout import make_backend
 
     t_start = time.time()
@@ -245,29 +223,45 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     metrics_w = runlog.JsonlWriter(out / runlog.METRICS)
     samples_w = runlog.JsonlWriter(out / runlog.SAMPLES)
 
-    def evaluate() -> dict[str, float]:
+    def eval_pass(prefix: str, k: int, greedy: bool) -> dict[str, float]:
+        """One pass over every eval set (``k`` responses per prompt): ``{prefix}/*`` and ``{prefix}/<set>/*``."""
         row: dict[str, float] = {}
         pooled: list[Batch] = []
         for name, items in task.eval_sets().items():
+            items = [it for it in items for _ in range(k)]
             prompts = [encode(text) for _, text, _ in items]
             outs = []
             for i in range(0, len(prompts), 256):
-                outs += backend.generate(prompts[i: i + 256], max_new_tokens=cfg.max_tokens, greedy=True)
+                outs += backend.generate(prompts[i: i + 256], max_new_tokens=cfg.max_tokens, greedy=greedy,
+                                         temperature=cfg.temperature, top_p=cfg.top_p)
             texts = [decode(s.ids) for s in outs]
             b = Batch(prompts, [s.ids for s in outs], texts,
                       [task.reward(t, p.answer, s.truncated) for t, (p, _, _), s in zip(texts, items, outs)],
                       [s.truncated for s in outs], [tag for _, _, tag in items], [t for _, t, _ in items])
             pooled.append(b)
             if name:
-                row.update(rollout_metrics(b, f"eval/{name}"))
+                row.update(rollout_metrics(b, f"{prefix}/{name}"))
         if not pooled:  # a math run without --eval-dataset: nothing to evaluate
             return row
         merged = Batch(*[sum((getattr(b, f) for b in pooled), []) for f in Batch.__dataclass_fields__])
-        row.update(rollout_metrics(merged, "eval"))
+        row.update(rollout_metrics(merged, prefix))
+        return row
+
+    def evaluate(step: int) -> dict[str, float]:
+        """Greedy eval (``eval/*``) and, with ``eval_samples`` > 0, sampled eval (``eval_sampled/*``).
+
+        Sampled eval draws from its own seeded RNG (the run's seed and the step), so evaluating never
+        changes the training run's random stream.
+        """
+        row = eval_pass("eval", 1, greedy=True)
+        if cfg.eval_samples:
+            with torch.random.fork_rng(devices=[torch.device(cfg.device)] if cfg.device.startswith("cuda") else []):
+                torch.manual_seed(cfg.seed * 1_000_003 + step)
+                row.update(eval_pass("eval_sampled", cfg.eval_samples, greedy=False))
         return row
 
     if start == 1 and cfg.eval_every:
-        ev = evaluate()
+        ev = evaluate(0)
         if ev:
             metrics_w.write({"step": 0, **ev})
 
@@ -302,10 +296,16 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             # ---- policy update ----------------------------------------------------------------------------
             t1 = time.time()
             model.train()
-            ids, attn, pos, resp, mask = pack(prompts, batch.responses, pad_id)
             dev = cfg.device
-            ids, attn, pos, resp, mask, adv_d = (x.to(dev) for x in (ids, attn, pos, resp, mask, adv))
-            N, R = resp.shape
+            mask, adv_d = response_mask(batch.responses).to(dev), adv.to(dev)  # [N, R], [N]
+            N, R = mask.shape
+
+            def score(m, rows, with_entropy=False):
+                """(logp, entropy, mask) ``[len(rows), R]`` of the batch rows ``rows`` under model ``m``."""
+                rows = rows.tolist()
+                return packed_logprobs(m, [prompts[i] for i in rows], [batch.responses[i] for i in rows],
+                                       cfg.temperature, pad_id=pad_id, width=R, with_entropy=with_entropy)
+
             on_policy = cfg.ppo_epochs == 1 and cfg.mini_batches == 1
             old_logp = None
             ref_logp = None
@@ -314,14 +314,13 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                     olds, refs = [], []
                     for sl in _chunks(torch.arange(N), cfg.mini_batches * cfg.micro_batches):
                         if not on_policy:
-                            olds.append(gather_logprobs(response_logits(model, ids[sl], attn[sl], pos[sl], R,
-                                                                        cfg.temperature), resp[sl]))
+                            olds.append(score(model, sl)[0])
                         if ref is not None:
-                            refs.append(gather_logprobs(response_logits(ref, ids[sl], attn[sl], pos[sl], R,
-                                                                        cfg.temperature), resp[sl]))
+                            refs.append(score(ref, sl)[0])
                     old_logp = torch.cat(olds) if olds else None
                     ref_logp = torch.cat(refs) if refs else None
             stats = {"loss": [], "grad_norm": [], "entropy": [], "clip": [], "kl": []}
+            row_ent = torch.zeros(N)  # per-response entropy sums over the first epoch, for the per-tag entropy
             for _epoch in range(cfg.ppo_epochs):
                 order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
                 for mb in _chunks(order, cfg.mini_batches):
@@ -329,8 +328,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                     mb_tokens = int(mask[mb].sum().item())
                     mb_loss = 0.0
                     for micro in _chunks(mb, cfg.micro_batches):
-                        logits = response_logits(model, ids[micro], attn[micro], pos[micro], R, cfg.temperature)
-                        logp = gather_logprobs(logits, resp[micro])  # [n, R]
+                        logp, ent, _ = score(model, micro, with_entropy=True)  # [n, R]; 0 past each response
                         old = logp.detach() if old_logp is None else old_logp[micro]
                         tl, st = ppo_token_loss(logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
                                                 ref_logp=None if ref_logp is None else ref_logp[micro], beta=cfg.beta)
@@ -340,7 +338,9 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                         mb_loss += loss.item()
                         with torch.no_grad():
                             m = mask[micro]
-                            stats["entropy"].append((token_entropy(logits.detach()) * m).sum().item() / max(1, mb_tokens))
+                            stats["entropy"].append(ent.sum().item() / max(1, mb_tokens))
+                            if _epoch == 0:
+                                row_ent[micro] = ent.sum(-1).float().cpu()
                             stats["clip"].append((st["clipped"].float() * m).sum().item() / max(1, mb_tokens))
                             stats["kl"].append((st["kl"] * m).sum().item() / max(1, mb_tokens))
                     if not math.isfinite(mb_loss):
@@ -366,13 +366,15 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                 "train/zero_std_frac": (diff["count"][0] + diff["count"][G]).item() / cfg.prompts_per_step,
                 "train/gen_tokens": gen_tokens,
             })
+            for tag, e in tag_entropy(tags, row_ent, mask.sum(-1).cpu()).items():
+                row[f"train/{tag}/entropy"] = e
             if cfg.beta > 0:
                 row["train/kl"] = sum(stats["kl"]) / n_updates
             for k in range(G + 1):
                 row[f"difficulty/k{k}/groups"] = int(diff["count"][k])
                 row[f"difficulty/k{k}/abs_adv"] = float(diff["abs_adv"][k])
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                row.update(evaluate())
+                row.update(evaluate(step))
             dt = time.time() - t0
             row.update({"time/step_s": dt, "time/gen_s": t_gen, "time/train_s": t_train,
                         "time/gen_tok_per_s": gen_tokens / max(t_gen, 1e-9)})
@@ -411,7 +413,16 @@ def summarize(rows: list[dict[str, Any]], cfg: TrainConfig) -> dict[str, Any]:
         "train/truncated_frac")}
     for key in ("eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"):
         final[key] = last_value(series(rows, key))
-    growth = {k: length_growth(train_series(rows, f"train/{k}")) for k in ("len_incorrect", "len_correct", "len_mean")}
+    for tag in ("derailed", "clean"):
+        for k in ("accuracy", "len_correct", "len_incorrect", "entropy"):
+            if any(f"train/{tag}/{k}" in r for r in rows):
+                final[f"train/{tag}/{k}"] = tail_mean(train_series(rows, f"train/{tag}/{k}"))
+    for key in ("eval_sampled/accuracy", "eval_sampled/derailed/len_incorrect"):
+        if any(key in r for r in rows):
+            final[key] = last_value(series(rows, key))
+    growth = {k: length_growth(train_series(rows, f"train/{k}"))
+              for k in ("len_incorrect", "len_correct", "len_mean", "derailed/len_incorrect", "clean/len_correct")
+              if any(f"train/{k}" in r for r in rows)}
     return {"steps": len(train_series(rows, "train/reward")), "arm": cfg.arm, "adv_scale": cfg.adv_scale,
             "loss_agg": cfg.loss_agg, "seed": cfg.seed, "final": final, "growth": growth}
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import math
+import random
+import statistics
 
 import pytest
 from typer.testing import CliRunner
@@ -11,14 +14,17 @@ from typer.testing import CliRunner
 from drgrpo_cli import runlog
 from drgrpo_cli.cli import app
 from drgrpo_cli.config import PRESETS, ConfigError, TrainConfig, apply_switches
-from drgrpo_cli.task import BuiltinTask, builtin_reward, parse_answer
+from drgrpo_cli.task import (BuiltinTask, WarmupRecipe, builtin_reward, hidden_filler, make_problem, parse_answer,
+                             warmup_example)
+from drgrpo_cli.trainer import Batch, rollout_metrics, tag_entropy
 from tests.conftest import tiny_config
 
 runner = CliRunner()
 
 CONTRACT = ["step", "train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",
             "train/truncated_frac", "train/loss", "train/grad_norm", "train/entropy", "train/clip_frac",
-            "train/adv_abs_mean", "time/step_s", "time/gen_tok_per_s"]
+            "train/adv_abs_mean", "time/step_s", "time/gen_tok_per_s", "train/derailed/len_incorrect",
+            "train/derailed/len_correct", "train/clean/len_correct", "train/derailed/entropy", "train/clean/entropy"]
 
 
 def _strip_time(rows):
@@ -75,8 +81,48 @@ def test_builtin_reward_parses_final_answer_and_zeroes_truncation():
 def test_builtin_eval_split_is_held_out_and_half_derailed():
     t = BuiltinTask(0.5)
     assert not set(t.train_pairs) & set(t.eval_pairs)
-    tags = [tag for _, _, tag in t.eval_sets()[""]]
+    items = t.eval_sets()[""]
+    tags = [tag for _, _, tag in items]
     assert tags.count("derailed") == len(tags) // 2
+    for p, text, tag in items:  # the failure state hides the second operand; the gold answer stays a+b
+        a, b = p.prompt[:-1].split("+")
+        assert text == (f"{a}+?=" if tag == "derailed" else f"{a}+{b}=") and p.answer == str(int(a) + int(b))
+
+
+def test_hidden_operand_rollouts_and_unlearnable_failure_state():
+    t = BuiltinTask(0.5)
+    groups = [t.rollout_prompts(make_problem(37, 5), 8, random.Random(s)) for s in range(50)]
+    texts = {text: tag for g in groups for text, tag in g}
+    assert texts == {"37+5=": "clean", "37+?=": "derailed"}
+    # any fixed answer to 37+?= is right for exactly one of the nine hidden operands: 1/9 at best
+    assert [builtin_reward("..#42", str(37 + b), False) for b in range(1, 10)].count(1.0) == 1
+
+
+def test_warmup_filler_after_a_hidden_operand_has_a_short_mode_and_a_long_tail():
+    rec = WarmupRecipe()
+    rng = random.Random(0)
+    ns = [hidden_filler(rng, rec) for _ in range(20000)]
+    counts = collections.Counter(ns)
+    assert min(ns) == 2 and max(ns) == 40
+    assert counts.most_common(1)[0][0] == 2 and abs(counts[2] / len(ns) - 0.6) < 0.015
+    # P(n = 2) = 0.6; otherwise 3 + a geometric tail with stop 0.1, capped at 40: mean = 2 + 0.4 * (1 + E[tail])
+    tail = sum(0.9 ** k for k in range(1, 38))  # E[min(Geom, 37)] for the continues after the third dot
+    assert abs(statistics.fmean(ns) - (2 + 0.4 * (1 + tail))) < 0.15
+    prompt, response = warmup_example(random.Random(3), rec)
+    assert prompt.endswith("=") and "#" in response
+
+
+def test_rollout_metrics_split_by_tag_and_correctness():
+    b = Batch(prompts=[[1]] * 4, responses=[[5] * 3, [5] * 10, [5] * 20, [5] * 4], texts=[""] * 4,
+              rewards=[1.0, 0.0, 0.0, 1.0], truncated=[False] * 4, tags=["clean", "derailed", "derailed", "derailed"],
+              prompt_texts=[""] * 4)
+    m = rollout_metrics(b, "train")
+    assert m["train/len_incorrect"] == 15 and m["train/len_correct"] == 3.5
+    assert m["train/derailed/len_incorrect"] == 15 and m["train/derailed/len_correct"] == 4
+    assert m["train/derailed/accuracy"] == 1 / 3 and m["train/derailed/frac"] == 0.75
+    assert m["train/clean/len_correct"] == 3 and math.isnan(m["train/clean/len_incorrect"])
+    ent = tag_entropy(b.tags, [3.0, 10.0, 5.0, 1.0], [3, 10, 20, 4])
+    assert ent == {"clean": 1.0, "derailed": 16.0 / 34}
 
 
 # ---- runs --------------------------------------------------------------------------------------------------
@@ -93,6 +139,9 @@ def test_cli_smoke_run_writes_the_log_contract(tmp_path, small_model):
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert "eval/accuracy" in rows[0] and "eval/accuracy" in rows[2] and "eval/accuracy" in rows[3]
     assert "eval/accuracy" not in rows[1]
+    # sampled eval beside greedy: eval_samples resolves to 4 on the built-in task
+    assert cfg["eval_samples"] == 4 and "eval_sampled/derailed/len_incorrect" in rows[2]
+    assert 0 <= rows[0]["eval_sampled/accuracy"] <= 1
     for r in rows[1:]:
         for k in CONTRACT:
             assert k in r, k
@@ -105,6 +154,19 @@ def test_cli_smoke_run_writes_the_log_contract(tmp_path, small_model):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 3
     assert not (out / "checkpoint").exists()
+
+
+def test_sampled_eval_never_changes_the_training_stream(tmp_path, small_model):
+    from drgrpo_cli.trainer import train
+
+    for k in (0, 3):
+        train(tiny_config(steps=3, seed=2, eval_samples=k), tmp_path / f"k{k}", progress=False)
+    rows = {k: runlog.read_jsonl(tmp_path / f"k{k}" / "metrics.jsonl")[0] for k in (0, 3)}
+    train_only = {k: [{key: v for key, v in r.items() if key.startswith("train/")}
+                      for r in rs] for k, rs in rows.items()}
+    assert train_only[0] == train_only[3]
+    assert not any("eval_sampled/accuracy" in r for r in rows[0])
+    assert all("eval_sampled/accuracy" in r for r in rows[3] if "eval/accuracy" in r)
 
 
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, small_model):
