@@ -3,6 +3,8 @@
 A run directory holds:
 
 * ``config.json``   - the resolved :class:`~drgrpo_cli.config.TrainConfig` (written before step 1);
+* ``provenance.json`` - what produced the run: code commit, library versions, machine, base weights' sha256,
+  command line (:mod:`drgrpo_cli.provenance`; written before step 1, copied into summary.json);
 * ``metrics.jsonl`` - one flat JSON object per policy step, append-only, flushed every step;
 * ``samples.jsonl`` - a few decoded responses per step with reward and length;
 * ``checkpoint/``   - the latest resumable state (deleted when the run finishes);
@@ -26,6 +28,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
+PROVENANCE = "provenance.json"
 CHECKPOINT = "checkpoint"
 
 

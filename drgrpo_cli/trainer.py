@@ -23,6 +23,7 @@ Choices and why:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -122,7 +123,7 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
     if state == "missing":
         return "fresh"
     if force:
-        for name in (runlog.CONFIG, runlog.METRICS, runlog.SAMPLES, runlog.SUMMARY):
+        for name in (runlog.CONFIG, runlog.METRICS, runlog.SAMPLES, runlog.SUMMARY, runlog.PROVENANCE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
         return "fresh"
@@ -132,6 +133,13 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
     if saved != cfg.to_dict():
         diff = sorted(k for k in saved if saved[k] != cfg.to_dict().get(k))
         raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
+    if state != "finished" and (out / runlog.PROVENANCE).exists():
+        from .provenance import library_change
+
+        change = library_change(json.loads((out / runlog.PROVENANCE).read_text()))
+        if change:
+            raise ConfigError(f"{out} was started under other libraries ({change}); resuming would splice two "
+                              f"random streams: reinstall those versions, or start over with --force")
     return "done" if state == "finished" else "resume"
 
 
@@ -183,6 +191,10 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     rng = random.Random(cfg.seed)
 
     path = resolve_model_path(cfg.model)
+    if not (out / runlog.PROVENANCE).exists():
+        from .provenance import collect
+
+        runlog.write_json_atomic(out / runlog.PROVENANCE, collect(str(path), cfg.device, torch.get_num_threads()))
     tok = load_tokenizer(path)
     model = load_model(path, dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing)
     ref = None
@@ -396,7 +408,8 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
 
     rows, _ = runlog.read_jsonl(out / runlog.METRICS)
     summary = summarize(rows, cfg)
-    summary.update({"status": "finished", "wall_s": round(time.time() - t_start, 2), "model_path": str(path)})
+    summary.update({"status": "finished", "wall_s": round(time.time() - t_start, 2), "model_path": str(path),
+                    "provenance": json.loads((out / runlog.PROVENANCE).read_text())})
     runlog.write_json_atomic(out / runlog.SUMMARY, summary)
     shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
     return summary

@@ -268,3 +268,39 @@ def test_help_is_complete():
                  "--epsilon-high", "--beta", "--ppo-epochs", "--mini-batches", "--micro-batches", "--temperature",
                  "--eval-every", "--model", "--task", "--resume", "--force", "--quiet"]:
         assert flag in res.output, flag
+
+
+def test_provenance_is_recorded_and_a_changed_library_set_refuses_resume(tmp_path, small_model):
+    from importlib import metadata
+
+    from drgrpo_cli.provenance import weights_sha256
+    from drgrpo_cli.trainer import train
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop_at_2(row):
+        if row["step"] == 2:
+            raise Stop
+
+    cfg = tiny_config(steps=3, checkpoint_every=1)
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        train(cfg, out, progress=False, on_step=stop_at_2)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["libraries"]["torch"] == metadata.version("torch")
+    assert prov["libraries"]["transformers"] == metadata.version("transformers")
+    assert prov["machine"]["threads"] == 1 and prov["weights_sha256"] == weights_sha256(str(small_model))
+    assert len(prov["weights_sha256"]) == 64 and prov["drgrpo"]
+    prov["libraries"]["torch"] = "0.0.1"
+    (out / "provenance.json").write_text(json.dumps(prov))
+    before = (out / "metrics.jsonl").read_bytes()
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--steps", "3", "--prompts-per-step", "4",
+                              "--group-size", "4", "--max-tokens", "24", "--eval-every", "2", "--eval-max-prompts",
+                              "16", "--checkpoint-every", "1", "--threads", "1", "--quiet", "--out", str(out), "--resume"])
+    assert res.exit_code == 2 and "torch 0.0.1 -> " in res.output and "--force" in res.output
+    assert (out / "metrics.jsonl").read_bytes() == before  # nothing touched
+    prov["libraries"]["torch"] = metadata.version("torch")
+    (out / "provenance.json").write_text(json.dumps(prov))
+    summary = train(cfg, out, resume=True, progress=False)
+    assert summary["status"] == "finished" and summary["provenance"]["libraries"] == prov["libraries"]

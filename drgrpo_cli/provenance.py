@@ -1,0 +1,89 @@
+"""What produced a run: code, libraries, machine, base weights and command line (``provenance.json``).
+
+Choices and why: a run directory must say which library set made it, because the same seed and weights
+give different random streams under another torch or transformers (a published run could not be
+reproduced after pip resolved a newer transformers, and nothing in the folder said so). The record is
+written once, when a run starts, beside ``config.json`` (which stays the pure ``TrainConfig``), and
+copied into ``summary.json`` at the end. ``LIBRARIES`` are the packages whose versions decide the numbers;
+resuming a run under a different set of them would splice two random streams, so the trainer refuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: Packages whose versions change a run's numbers (vllm only matters when it is installed and used).
+LIBRARIES = ("torch", "transformers", "numpy", "tokenizers", "safetensors", "vllm")
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(path: Path | None = None) -> dict[str, Any]:
+    """The commit of the drgrpo checkout and whether it has uncommitted changes (None outside git)."""
+    where = str(path or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def weights_sha256(model_path: str) -> str | None:
+    """sha256 over the weight files of a local model folder (sorted by name); None for a hub id."""
+    folder = Path(model_path)
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def collect(model_path: str, device: str, threads: int) -> dict[str, Any]:
+    """The provenance record of a run starting now."""
+    from . import __version__
+
+    dev: dict[str, Any] = {"device": device, "cpu": cpu_model(), "threads": threads}
+    if device.startswith("cuda"):
+        import torch
+
+        dev["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return {"drgrpo": __version__, **git_state(), "libraries": library_versions(), "machine": dev,
+            "model_path": model_path, "weights_sha256": weights_sha256(model_path), "argv": list(sys.argv)}
+
+
+def library_change(saved: dict[str, Any]) -> str | None:
+    """``"torch 2.13.0 -> 2.14.0, ..."`` when this process's libraries differ from a saved record, else None."""
+    was, now = saved.get("libraries") or {}, library_versions()
+    diff = [f"{k} {was.get(k)} -> {now.get(k)}" for k in now if was.get(k) != now.get(k)]
+    return ", ".join(diff) or None
