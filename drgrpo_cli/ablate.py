@@ -4,6 +4,7 @@ Layout of a sweep directory (default ``results/<grid name>``)::
 
     grid.json             the resolved grid: {"name", "source", "seeds", "base", "arms": {dir: label}, "runs": [...]}
     summary.csv           one row per arm (columns in CSV_COLUMNS), rewritten at the end of every invocation
+    paired.csv            the paired comparisons of arms over seeds (columns in PAIRED_COLUMNS), likewise
     logs/<run>.log        the traceback of a run that failed (only when one did)
     <arm slug>__seed<N>/  one run directory each (the contract of :mod:`drgrpo_cli.runlog`)
 
@@ -44,9 +45,13 @@ Choices and why:
 * Summary per arm (``summary.csv`` and a rich table; ``ablate_status`` reads the same for ``--status``):
   runs done/total/failed; over *finished* runs only, each run's mean over its last 10% of training steps
   (``step >= 1``) of ``train/reward`` and ``train/accuracy``, its last ``eval/accuracy``, and its incorrect-
-  and correct-length growth (``metrics_math.length_growth``: last 20% minus first 10%), then the mean over
-  seeds: the same functions and rows as the trainer's own ``summary.json`` ("final", "growth"). Partial
-  runs are left out so every number is about the same training length.
+  and correct-length growth (``metrics_math.length_growth``: last 20% minus first 10%) and the headline
+  growth (failure-state wrong-answer length, ``metrics_math.HEADLINE``, or its pooled fallback), then the
+  mean over seeds: one computation, ``metrics_math.run_numbers``, as the trainer's own ``summary.json``.
+  Partial runs are left out so every number is about the same training length.
+* Paired comparisons (``paired.csv`` and a second rich table): runs of different arms with the same seed
+  are pairs, so arms are compared per seed and then over seeds (:mod:`drgrpo_cli.stats`: mean difference,
+  Student-t 95% CI, sign count); which comparisons is decided from the arms' ``adv_scale``/``loss_agg``.
 """
 
 from __future__ import annotations
@@ -68,18 +73,28 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .config import TrainConfig, arm_label
 from .grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_grid_json, write_grid_json
-from .metrics_math import length_growth, mean, tail_mean
+from .metrics_math import HEADLINE_FALLBACK, headline, headline_key, mean
+from .metrics_math import run_numbers as _run_numbers
 from .runlog import CONFIG, METRICS, SUMMARY, read_jsonl, run_state, write_json_atomic
+from .stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
 
 BACKENDS = ("local", "ray")
 SUMMARY_CSV = "summary.csv"
 LOG_DIR = "logs"
 LIVE_KEYS = ("step", "train/reward", "train/accuracy", "train/len_correct", "train/len_incorrect", "eval/accuracy")
 CSV_COLUMNS = ("arm", "runs_done", "runs_total", "runs_failed", "final_reward", "final_accuracy", "eval_accuracy",
-               "len_incorrect_growth", "len_correct_growth")
+               "len_incorrect_growth", "len_correct_growth", "headline_growth", "headline_metric", "adv_scale",
+               "loss_agg")
+_NUMBER_COLUMNS = ("final_reward", "final_accuracy", "eval_accuracy", "len_incorrect_growth", "len_correct_growth",
+                   "headline_growth")
+PAIRED_CSV = "paired.csv"
+PAIRED_COLUMNS = ("metric", "key", "comparison", "kind", "n_seeds", "mean_diff", "ci_lo", "ci_hi", "same_sign",
+                  "seeds", "per_seed", "detail")
+#: The metrics compared between arms (names as in summary.csv): the headline growth, the final reward, and
+#: the pooled wrong-answer length growth (secondary).
+PAIRED_METRICS = ("headline_growth", "final_reward", "len_incorrect_growth")
 #: what happens to a run in each state (without --force)
 ACTIONS = {"finished": "skip", "partial": "resume", "failed": "retry", "missing": "start"}
-FINAL_FRAC = 0.1
 
 TrainFn = Callable[..., dict]
 
@@ -120,11 +135,34 @@ class ArmSummary:
     eval_accuracy: float | None
     len_incorrect_growth: float | None
     len_correct_growth: float | None
+    headline_growth: float | None = None  # growth of headline_metric (the same key for every arm of a sweep)
+    headline_metric: str = HEADLINE_FALLBACK
+    adv_scale: str = ""  # the arm's knobs ("" when its runs differ or none started)
+    loss_agg: str = ""
     dirs: list[str] = field(default_factory=list)
+    per_seed: dict[str, dict[int, float | None]] = field(default_factory=dict)  # PAIRED_METRICS -> {seed: value}
 
     def csv_row(self) -> list[str]:
         return [self.arm, str(self.runs_done), str(self.runs_total), str(self.runs_failed),
-                *(_num(getattr(self, c)) for c in CSV_COLUMNS[4:])]
+                *(_num(getattr(self, c)) if c in _NUMBER_COLUMNS else str(getattr(self, c)) for c in CSV_COLUMNS[4:])]
+
+
+@dataclass
+class PairedRow:
+    """One paired comparison of one metric: ``result`` holds the per-seed values and their summary."""
+
+    metric: str  # a PAIRED_METRICS name
+    key: str  # the logged key it is computed from
+    comparison: str
+    kind: str  # grpo_vs_drgrpo | length_norm | std_norm | vs_reference
+    detail: str
+    result: Paired
+
+    def csv_row(self) -> list[str]:
+        r = self.result
+        return [self.metric, self.key, _ascii(self.comparison), self.kind, str(r.n), _num(_fin(r.mean)),
+                _num(_fin(r.lo)), _num(_fin(r.hi)), str(r.same_sign) if r.n else "", ";".join(str(x) for x in r.seeds),
+                ";".join(_num(x) for x in r.diffs), _ascii(self.detail)]
 
 
 @dataclass
@@ -133,6 +171,7 @@ class SweepResult:
     name: str
     runs: list[RunResult]
     arms: list[ArmSummary]
+    paired: list[PairedRow] = field(default_factory=list)
     dry_run: bool = False
     backend: str = "local"
     workers: int = 0
@@ -157,6 +196,15 @@ class SweepResult:
 
 def _num(x: float | None) -> str:
     return "" if x is None else format(x, ".6g")
+
+
+def _fin(x: float) -> float | None:
+    return None if x != x else x
+
+
+def _ascii(text: str) -> str:
+    """Plain hyphens for the CSV (easy to filter on in pandas); the tables keep the minus sign."""
+    return text.replace("−", "-")
 
 
 def _cpu_count() -> int:
@@ -444,19 +492,60 @@ def runs_table(runs: Sequence[RunResult], *, states: dict[str, str] | None = Non
     return t
 
 
+def _has_headline(arms: Sequence[ArmSummary]) -> bool:
+    return any(a.headline_metric != HEADLINE_FALLBACK for a in arms)
+
+
 def arms_table(arms: Sequence[ArmSummary], title: str | None = "per arm (finished runs, mean over seeds)") -> Any:
     from rich.table import Table
 
+    fail = _has_headline(arms)
     t = Table(title=title, show_edge=False, pad_edge=False,
               caption="reward, acc: mean over the last 10% of steps; eval acc: last eval; "
-                      "Δlen: mean over the last 20% minus the first 10%")
+                      "Δlen: mean over the last 20% minus the first 10%"
+                      + ("; fail = failure state (train/derailed/len_incorrect)" if fail else ""))
     t.add_column("arm", min_width=10)
-    for col in ("done", "failed", "reward", "acc", "eval acc", "Δlen wrong", "Δlen ok"):
+    cols = ("done", "failed", "reward", "acc", "eval acc") + (("Δlen wrong fail",) if fail else ()) + (
+        "Δlen wrong", "Δlen ok")
+    for col in cols:
         t.add_column(col, justify="right", no_wrap=True)
     for a in arms:
         t.add_row(a.arm, f"{a.runs_done}/{a.runs_total}", str(a.runs_failed) if a.runs_failed else "",
                   _fmt(a.final_reward), _fmt(a.final_accuracy), _fmt(a.eval_accuracy),
+                  *((_fmt(a.headline_growth, "+.1f"),) if fail else ()),
                   _fmt(a.len_incorrect_growth, "+.1f"), _fmt(a.len_correct_growth, "+.1f"))
+    return t
+
+
+_METRIC_NAMES = {"final_reward": "final reward", "len_incorrect_growth": "Δlen wrong (pooled)"}
+
+
+def _metric_name(row: PairedRow) -> str:
+    if row.metric == "headline_growth":
+        return "Δlen wrong (fail)" if row.key != HEADLINE_FALLBACK else "Δlen wrong (pooled, headline)"
+    return _METRIC_NAMES.get(row.metric, row.metric)
+
+
+def paired_table(rows: Sequence[PairedRow], title: str | None = "paired over seeds (finished runs)") -> Any:
+    """The paired comparisons as a rich table: per seed arm − arm (or a 2x2 main effect), then over seeds."""
+    from rich.table import Table
+
+    t = Table(title=title, show_edge=False, pad_edge=False,
+              caption="Δ: per-seed difference, then the mean over the seeds both arms finished; "
+                      "95% CI: Student t over seeds; sign: seeds with the sign of the mean")
+    t.add_column("metric", no_wrap=True)
+    t.add_column("comparison", min_width=14)
+    for col in ("seeds", "mean Δ", "95% CI", "sign"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("CI", no_wrap=True)
+    for row in rows:
+        r = row.result
+        small = row.metric == "final_reward"
+        spec = "+.3f" if small else "+.1f"
+        ci = f"[{_fmt(r.lo, spec)}, {_fmt(r.hi, spec)}]" if r.n >= 2 else "-"
+        verdict = ("[bold]excludes 0[/]" if r.excludes_zero else "includes 0") if r.excludes_zero is not None else "-"
+        t.add_row(_metric_name(row), row.comparison, str(r.n), _fmt(r.mean, spec) if r.n else "-", ci, r.signs or "-",
+                  verdict)
     return t
 
 
@@ -682,59 +771,117 @@ def sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int]]:
     return out
 
 
-def run_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
-    """The per-run numbers of the summary from its metrics rows (sorted by step), computed as the trainer's
-    own ``summary.json`` does: over training rows (``step >= 1``; the trainer logs a step-0 eval-only row)."""
-    train = [r for r in rows if isinstance(r.get("step"), int) and r["step"] >= 1]
-    evals = [r["eval/accuracy"] for r in rows if isinstance(r.get("eval/accuracy"), (int, float))]
-    return {
-        "final_reward": tail_mean([r.get("train/reward") for r in train], FINAL_FRAC),
-        "final_accuracy": tail_mean([r.get("train/accuracy") for r in train], FINAL_FRAC),
-        "eval_accuracy": float(evals[-1]) if evals else None,
-        "len_incorrect_growth": length_growth([r.get("train/len_incorrect") for r in train]),
-        "len_correct_growth": length_growth([r.get("train/len_correct") for r in train]),
-    }
+def run_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The per-run numbers of the summary from its metrics rows: :func:`drgrpo_cli.metrics_math.run_numbers`
+    (the one computation, shared with the trainer's ``summary.json`` and ``drgrpo plot``)."""
+    return _run_numbers(rows)
+
+
+def _run_configs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """Run dir -> its config: config.json where the run started, else the config grid.json planned."""
+    out: dict[str, dict[str, Any]] = {}
+    g = read_grid_json(sweep_dir) or {}
+    for r in g.get("runs", []):
+        if isinstance(r, dict) and isinstance(r.get("config"), dict) and isinstance(r.get("dir"), str):
+            out[r["dir"]] = r["config"]
+    for p in sweep_dir.iterdir() if sweep_dir.is_dir() else ():
+        if (p / CONFIG).is_file():
+            try:
+                c = json.loads((p / CONFIG).read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(c, dict):
+                out[p.name] = c
+    return out
 
 
 def summarize(sweep_dir: Path, runs: Iterable[tuple[str, str, int]] | None = None) -> list[ArmSummary]:
     """Per-arm summary of a sweep directory (see the module docstring), arms in grid order."""
     sweep_dir = Path(sweep_dir)
     runs = list(sweep_runs(sweep_dir) if runs is None else runs)
-    by_arm: dict[str, list[tuple[str, str]]] = {}
-    for d, arm, _seed in runs:
-        by_arm.setdefault(arm, []).append((d, run_state(sweep_dir / d)))
+    configs = _run_configs(sweep_dir)
+    by_arm: dict[str, list[tuple[str, str, int]]] = {}
+    for d, arm, seed in runs:
+        by_arm.setdefault(arm, []).append((d, run_state(sweep_dir / d), seed))
+    nums = {d: _run_numbers(read_rows(sweep_dir / d)) for ms in by_arm.values() for d, s, _ in ms if s == "finished"}
+    key = headline_key(nums.values())  # one headline metric for the whole sweep
     out = []
     for arm, members in by_arm.items():
-        nums = [run_numbers(read_rows(sweep_dir / d)) for d, s in members if s == "finished"]
+        done = [(seed, nums[d]) for d, s, seed in members if s == "finished"]
+        values = {
+            "headline_growth": [(seed, headline(n, key)["growth"]) for seed, n in done],
+            "final_reward": [(seed, n["final_reward"]) for seed, n in done],
+            "len_incorrect_growth": [(seed, n["len_incorrect_growth"]) for seed, n in done],
+        }
+        knobs = arm_knobs([configs[d] for d, _, _ in members if d in configs])
         out.append(ArmSummary(
             arm=arm,
             runs_total=len(members),
-            runs_done=sum(s == "finished" for _, s in members),
-            runs_failed=sum(s == "failed" for _, s in members),
-            **{k: mean(n[k] for n in nums) for k in CSV_COLUMNS[4:]},
-            dirs=[d for d, _ in members],
+            runs_done=len(done),
+            runs_failed=sum(s == "failed" for _, s, _ in members),
+            **{k: mean(n[k] for _, n in done) for k in
+               ("final_reward", "final_accuracy", "eval_accuracy", "len_incorrect_growth", "len_correct_growth")},
+            headline_growth=mean(v for _, v in values["headline_growth"]),
+            headline_metric=key,
+            adv_scale=knobs[0] if knobs else "",
+            loss_agg=knobs[1] if knobs else "",
+            dirs=[d for d, _, _ in members],
+            per_seed={m: by_seed(v) for m, v in values.items()},
         ))
     return out
 
 
-def summary_csv_text(arms: Sequence[ArmSummary]) -> str:
+def paired_comparisons(arms: Sequence[ArmSummary]) -> list[PairedRow]:
+    """The paired comparisons of a sweep's arms (:func:`drgrpo_cli.stats.plan_contrasts`, from their knobs),
+    for each of PAIRED_METRICS (metric by metric), over the seeds every arm involved has finished."""
+    knobs = {a.arm: (a.adv_scale, a.loss_agg) if a.adv_scale and a.loss_agg else None for a in arms}
+    contrasts = plan_contrasts(knobs)
+    key = arms[0].headline_metric if arms else HEADLINE_FALLBACK
+    keys = {"headline_growth": key, "final_reward": "train/reward", "len_incorrect_growth": HEADLINE_FALLBACK}
+    rows = []
+    for metric in PAIRED_METRICS:
+        if metric == "len_incorrect_growth" and key == HEADLINE_FALLBACK:
+            continue  # the headline is already the pooled length
+        by_arm = {a.arm: a.per_seed.get(metric, {}) for a in arms}
+        for c in contrasts:
+            rows.append(PairedRow(metric=metric, key=keys[metric], comparison=c.name, kind=c.kind, detail=c.detail,
+                                  result=evaluate(c, by_arm)))
+    return rows
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for a in arms:
-        w.writerow(a.csv_row())
+    w.writerow(header)
+    for r in rows:
+        w.writerow(r)
     return buf.getvalue()
+
+
+def summary_csv_text(arms: Sequence[ArmSummary]) -> str:
+    return _csv_text(CSV_COLUMNS, (a.csv_row() for a in arms))
+
+
+def paired_csv_text(rows: Sequence[PairedRow]) -> str:
+    return _csv_text(PAIRED_COLUMNS, (r.csv_row() for r in rows))
+
+
+def _write_if_changed(path: Path, text: str) -> Path:
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
 
 
 def write_summary_csv(sweep_dir: Path, arms: Sequence[ArmSummary]) -> Path:
     """Write ``<sweep>/summary.csv`` (left untouched when its content would not change)."""
-    path = Path(sweep_dir) / SUMMARY_CSV
-    text = summary_csv_text(arms)
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_suffix(".csv.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return path
+    return _write_if_changed(Path(sweep_dir) / SUMMARY_CSV, summary_csv_text(arms))
+
+
+def write_paired_csv(sweep_dir: Path, rows: Sequence[PairedRow]) -> Path:
+    """Write ``<sweep>/paired.csv`` (left untouched when its content would not change)."""
+    return _write_if_changed(Path(sweep_dir) / PAIRED_CSV, paired_csv_text(rows))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -830,8 +977,12 @@ def ablate(
         con.print(f"[bold]{grid.name}[/]: all {len(runs)} runs are finished; nothing to do ({sweep_dir}/)")
 
     result.arms = summarize(sweep_dir)
+    result.paired = paired_comparisons(result.arms)
     write_summary_csv(sweep_dir, result.arms)
+    write_paired_csv(sweep_dir, result.paired)
     con.print(arms_table(result.arms))
+    if result.paired:
+        con.print(paired_table(result.paired))
     _print_failures(con, result)
     return result
 
@@ -883,7 +1034,8 @@ def ablate_status(sweep_dir: Path | str, *, console: Any = None, show: bool = Tr
                               error=err, steps=_steps_of(rd), step=rows[-1].get("step") if rows else None,
                               last=_slim(rows[-1]) if rows else {}))
     arms = summarize(sweep_dir, members)
-    result = SweepResult(sweep_dir=sweep_dir, name=(g or {}).get("name", sweep_dir.name), runs=runs, arms=arms)
+    result = SweepResult(sweep_dir=sweep_dir, name=(g or {}).get("name", sweep_dir.name), runs=runs, arms=arms,
+                         paired=paired_comparisons(arms))
     if show:
         con = _console(console)
         counts: dict[str, int] = {}
@@ -893,6 +1045,8 @@ def ablate_status(sweep_dir: Path | str, *, console: Any = None, show: bool = Tr
                   + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         con.print(runs_table(runs))
         con.print(arms_table(arms))
+        if result.paired:
+            con.print(paired_table(result.paired))
         for r in runs:
             if r.status == "failed" and r.error:
                 con.print(f"  {r.name}: {r.error}", markup=False, highlight=False, style="red")
@@ -900,7 +1054,8 @@ def ablate_status(sweep_dir: Path | str, *, console: Any = None, show: bool = Tr
 
 
 __all__ = [
-    "ACTIONS", "AblateError", "ArmSummary", "BACKENDS", "CSV_COLUMNS", "GRID_JSON", "RunResult", "SweepResult",
-    "ablate", "ablate_status", "arms_table", "plan_runs", "plan_workers", "read_rows", "run_numbers", "runs_table",
-    "summarize", "summary_csv_text", "sweep_runs", "write_summary_csv",
+    "ACTIONS", "AblateError", "ArmSummary", "BACKENDS", "CSV_COLUMNS", "GRID_JSON", "PAIRED_COLUMNS", "PAIRED_CSV",
+    "PAIRED_METRICS", "PairedRow", "RunResult", "SweepResult", "ablate", "ablate_status", "arms_table",
+    "paired_comparisons", "paired_csv_text", "paired_table", "plan_runs", "plan_workers", "read_rows", "run_numbers",
+    "runs_table", "summarize", "summary_csv_text", "sweep_runs", "write_paired_csv", "write_summary_csv",
 ]

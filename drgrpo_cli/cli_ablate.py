@@ -59,12 +59,13 @@ def ablate_cli(
     force: Annotated[bool, typer.Option(
         "--force", help="Rerun every run from scratch (finished ones too) and replace grid.json.")] = False,
     status: Annotated[Optional[Path], typer.Option(
-        "--status", metavar="DIR", help="Show the runs and per-arm summary of an existing sweep directory, "
-                                        "and exit.", show_default=False)] = None,
+        "--status", metavar="DIR", help="Show the runs, the per-arm summary and the paired comparisons of the "
+                                        "arms (over seeds) of an existing sweep directory, and exit.",
+        show_default=False)] = None,
 ) -> None:
     """Run a grid of GRPO / Dr. GRPO ablations in parallel, resumably, with a live table and a summary.
 
-    Finished runs are skipped; partial and failed runs resume from their last checkpoint, so the same command again continues a stopped sweep. Output: one run directory per arm and seed (ARM__seedN), grid.json and summary.csv in the sweep directory. Exit code 1 if a run failed, 2 for bad input.
+    Finished runs are skipped; partial and failed runs resume from their last checkpoint, so the same command again continues a stopped sweep. Output: one run directory per arm and seed (ARM__seedN), grid.json, summary.csv (per arm) and paired.csv (arms compared seed by seed) in the sweep directory. Exit code 1 if a run failed, 2 for bad input.
     """  # noqa: E501 - one line per paragraph: typer's rich help keeps line breaks
     from .ablate import AblateError, ablate, ablate_status  # noqa: PLC0415 - keep --help fast
     from .config import ConfigError  # noqa: PLC0415

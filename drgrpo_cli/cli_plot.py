@@ -49,15 +49,16 @@ def plot_cli(
         ),
     ] = [],  # noqa: B006 - typer needs a list default for a repeatable option
     smooth: Annotated[
-        int,
+        Optional[int],
         typer.Option(
             "--smooth",
             "-s",
             min=1,
-            help="Rolling mean over this many steps, per run before averaging seeds (train curves only; "
-            "eval points and report numbers are never smoothed). 1 = off.",
+            help="Centred rolling mean over this many steps, per run before averaging seeds (per-step train "
+            "curves in the figures only; eval points and report numbers are never smoothed). 1 = off.",
+            show_default="about 1/15 of the run's steps, at most 10",
         ),
-    ] = 1,
+    ] = None,
     format: Annotated[  # noqa: A002 - the option is --format
         List[str],
         typer.Option(
@@ -67,7 +68,7 @@ def plot_cli(
         ),
     ] = ["png", "svg"],  # noqa: B006
 ) -> None:
-    """Plot runs: length growth (train/eval), token efficiency, difficulty bias, and a report.md."""
+    """Plot runs: the length-bias figure (failure-state wrong-answer length per arm, seeds and mean with a bootstrap band), token efficiency, difficulty bias, and a report.md with the arms compared paired by seed."""  # noqa: E501
     from rich.console import Console
     from rich.markup import escape
 

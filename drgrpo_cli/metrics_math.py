@@ -17,8 +17,14 @@ Choices and why:
   steps may hold none, and the last point is what the run ended with.
 * Missing values (``None``/NaN, non-numbers: a step with no incorrect response has no ``len_incorrect``)
   are skipped inside a window; a window with no value at all gives ``None`` rather than a made-up 0.
-* ``length_growth`` = mean over the last ``last_frac`` minus mean over the first ``first_frac``: how much a
-  length grew during training, the paper's symptom of the length bias (wrong answers getting longer).
+* ``length_growth`` = mean over the last ``last_frac`` (20%) minus mean over the first ``first_frac`` (10%):
+  how much a length grew during training, the paper's symptom of the length bias (wrong answers getting longer).
+* The *headline* number of a run (:func:`run_numbers`) is that growth for the wrong answers in the failure
+  state, :data:`HEADLINE` (``train/derailed/len_incorrect``: the built-in task's unanswerable prompts, where
+  a longer wrong answer is pure length bias, not harder problems). A run that never logged it (math tasks,
+  runs from before the tag existed) falls back to the pooled :data:`HEADLINE_FALLBACK`; a sweep uses the
+  fallback for every run unless all of them have the headline (:func:`headline_key`), so arms are always
+  compared on the same metric.
 """
 
 from __future__ import annotations
@@ -32,6 +38,15 @@ Number = float | int | None
 FIRST_TRAIN_STEP = 1
 #: A run's final training value: the mean over this fraction of its last training steps.
 FINAL_FRAC = 0.1
+#: Length growth: mean over the last GROWTH_LAST of training steps minus the mean over the first GROWTH_FIRST.
+GROWTH_FIRST = 0.1
+GROWTH_LAST = 0.2
+#: The headline metric: wrong-answer length in the failure state (built-in task, ``derailed`` rollouts).
+HEADLINE = "train/derailed/len_incorrect"
+#: Its fallback for runs that did not log it: the pooled wrong-answer length.
+HEADLINE_FALLBACK = "train/len_incorrect"
+#: The :func:`run_numbers` name prefix of each headline key.
+HEADLINE_PREFIX = {HEADLINE: "derailed_len_incorrect", HEADLINE_FALLBACK: "len_incorrect"}
 
 
 def finite(v: Any) -> float | None:
@@ -80,13 +95,19 @@ def last_value(series: Iterable[Any]) -> float | None:
     return out
 
 
-def length_growth(series: Sequence[Number], first_frac: float = 0.1, last_frac: float = 0.2) -> float | None:
-    """Mean over the last ``last_frac`` minus mean over the first ``first_frac``; None if either is empty."""
+def growth_windows(series: Sequence[Number], first_frac: float = GROWTH_FIRST,
+                   last_frac: float = GROWTH_LAST) -> tuple[float | None, float | None, float | None]:
+    """``(early, late, growth)``: the means over the first ``first_frac`` and the last ``last_frac`` of the
+    series and ``late - early`` (None where a window has no value)."""
     first = head_mean(series, first_frac)
     last = tail_mean(series, last_frac)
-    if first is None or last is None:
-        return None
-    return last - first
+    return first, last, (None if first is None or last is None else last - first)
+
+
+def length_growth(series: Sequence[Number], first_frac: float = GROWTH_FIRST,
+                  last_frac: float = GROWTH_LAST) -> float | None:
+    """Mean over the last ``last_frac`` minus mean over the first ``first_frac``; None if either is empty."""
+    return growth_windows(series, first_frac, last_frac)[2]
 
 
 def series(data: Any, key: str | None = None, *, min_step: float | None = None) -> list[float | None]:
@@ -121,3 +142,54 @@ def series(data: Any, key: str | None = None, *, min_step: float | None = None) 
 def train_series(data: Any, key: str) -> list[float | None]:
     """:func:`series` over the training rows only (``step >= 1``: not the step-0 eval-only row)."""
     return series(data, key, min_step=FIRST_TRAIN_STEP)
+
+
+def _train(data: Any, key: str) -> list[float | None]:
+    try:
+        return train_series(data, key)
+    except KeyError:
+        return []
+
+
+def run_numbers(data: Any) -> dict[str, Any]:
+    """The per-run numbers of ``summary.csv`` and of ``drgrpo plot``'s report, from a run's logged rows
+    (anything :func:`series` reads), computed as the trainer's ``summary.json`` does. Keys:
+
+    * ``final_reward``, ``final_accuracy``: mean of ``train/reward`` / ``train/accuracy`` over the last 10%
+      of training steps; ``eval_accuracy``: the last ``eval/accuracy`` point;
+    * ``len_incorrect_{early,late,growth}``: :func:`growth_windows` of the pooled ``train/len_incorrect``;
+      ``len_correct_growth`` likewise for ``train/len_correct``;
+    * ``derailed_len_incorrect_{early,late,growth}``: the same for :data:`HEADLINE` (None when not logged);
+    * ``headline_metric``: :data:`HEADLINE` when the run logged it (any finite value), else
+      :data:`HEADLINE_FALLBACK`.
+    Missing keys give None, never an error.
+    """
+    out: dict[str, Any] = {
+        "final_reward": tail_mean(_train(data, "train/reward"), FINAL_FRAC),
+        "final_accuracy": tail_mean(_train(data, "train/accuracy"), FINAL_FRAC),
+    }
+    try:
+        out["eval_accuracy"] = last_value(series(data, "eval/accuracy"))
+    except KeyError:
+        out["eval_accuracy"] = None
+    for key, prefix in HEADLINE_PREFIX.items():
+        s = _train(data, key)
+        early, late, growth = growth_windows(s)
+        out.update({f"{prefix}_early": early, f"{prefix}_late": late, f"{prefix}_growth": growth})
+        if key == HEADLINE:
+            out["headline_metric"] = HEADLINE if any(v is not None for v in s) else HEADLINE_FALLBACK
+    out["len_correct_growth"] = length_growth(_train(data, "train/len_correct"))
+    return out
+
+
+def headline_key(numbers: Iterable[dict[str, Any]]) -> str:
+    """The headline key for a set of runs (:func:`run_numbers` dicts): :data:`HEADLINE` if every run logged
+    it, else :data:`HEADLINE_FALLBACK` for all of them (comparisons need one metric)."""
+    nums = list(numbers)
+    return HEADLINE if nums and all(n.get("headline_metric") == HEADLINE for n in nums) else HEADLINE_FALLBACK
+
+
+def headline(numbers: dict[str, Any], key: str) -> dict[str, float | None]:
+    """``{"early", "late", "growth"}`` of one run's :func:`run_numbers` for headline ``key``."""
+    p = HEADLINE_PREFIX[key]
+    return {w: numbers.get(f"{p}_{w}") for w in ("early", "late", "growth")}

@@ -1,78 +1,37 @@
 """``drgrpo plot``: figures and a report from run directories, as a library (:func:`plot`).
 
-``plot(paths, out=None, metrics=None, smooth=1, formats=("png", "svg")) -> PlotResult`` reads run
-directories (the contract of :mod:`drgrpo_cli.runlog`) and writes, into one output folder and nowhere else:
+``plot(paths, out=None, metrics=None, smooth=None, formats=("png", "svg")) -> PlotResult`` writes into one
+output folder (default ``<sweep>/figures/`` for one sweep folder, else ``./drgrpo-plot/``) and nowhere else:
+``length_growth``, ``token_efficiency``, ``difficulty_bias``, ``metrics`` (only with ``metrics=[...]``) as
+PNG/SVG/PDF, and ``report.md``/``report.html``. File names are fixed; no timestamps anywhere, so the same
+logs give the same files.
 
-* ``length_growth.{png,svg}``    - the layout of the paper's Fig. 6: a "train" row (reward, response
-  length, length of correct, length of incorrect responses) and an "eval (greedy)" row (accuracy,
-  response length, length of correct, length of incorrect) over policy steps;
-* ``token_efficiency.{png,svg}`` - the paper's Fig. 1 (right): train reward against mean response length,
-  one trajectory per arm, start (o) and end (*) marked (plus the same for eval when logged);
-* ``difficulty_bias.{png,svg}``  - the gradient weight a group gets by its pass rate k/G, per arm;
-* ``metrics.{png,svg}``          - only with ``metrics=[...]``: one panel per requested key;
-* ``report.md`` and ``report.html`` - configs, final metrics, incorrect-length growth, the difficulty
-  diagnostic, warnings, and the figures embedded. Every number comes from the logs.
-
-Choices made here and why
--------------------------
-Inputs. Each path is a run directory (it holds ``config.json``) or a folder searched for run
-directories (up to three levels down, never inside a run directory, so a checkpoint's ``config.json``
-is not mistaken for a run). An optional ``grid.json`` at a searched folder's root maps run directories to
-arm labels; the shapes understood are ``{"arms": {"<run dir>": "<label>"}}``, ``{"arms": {"<label>":
-["<run dir>", ...]}}``, ``{"runs": [{"dir"|"run_dir"|"name"|"path": ..., "arm"|"label": ...}]}`` and
-dict-valued variants with an ``arm``/``label`` key; anything else is ignored with a note. Without it a
-run's arm is its config's ``arm`` key if present, else ``arm_label(adv_scale, loss_agg)``. When labels
-come from the knobs and runs of one label differ in another config key (a learning-rate sweep, say),
-the differing keys are appended to the label, so different configs are never pooled as "seeds"
-(keys that only say where/how a run executed - ``seed``, ``device``, ``threads``, ... - do not count).
-Seeds are the runs of one arm. Config files are read as plain JSON, not through ``TrainConfig``, so runs
-written by an older or newer drgrpo still plot.
-
-Output folder. One searched folder (a sweep) -> ``<sweep>/figures/``; anything else (one or several run
-directories, several sweeps) -> ``./drgrpo-plot/`` in the working directory, because writing into a run
-directory or into a parent we did not create would put files where other tools own the layout. File
-names are fixed, so a re-run overwrites its own outputs and nothing else. SVG/PDF carry no date and SVG
-ids use a fixed hash salt; report.md/report.html hold no timestamps, so the same logs give the same report.
-
-Aggregation. A curve is the mean over an arm's seeds at each step; the band is the 95% Student-t
-interval of that mean (``t_{0.975, n-1} * sd / sqrt(n)``, sd with ddof=1), drawn only where >= 2 seeds
-have the step (runs of different lengths: n varies along the curve). scipy is not a dependency, so the
-t quantile is computed here (regularized incomplete beta + bisection, exact to ~1e-10).
-``smooth`` is a trailing rolling mean over ``smooth`` logged steps (``min_periods=1``), applied to each run
-before averaging, to per-step (train/time/...) metrics only: eval points are sparse and never smoothed,
-and no number in the report is ever smoothed (it does not depend on ``smooth``).
-
-Report numbers. Computed per run exactly as the trainer's ``summary.json`` (``final``/``growth``) and
-``drgrpo ablate``'s ``summary.csv`` do, by the same functions (:mod:`drgrpo_cli.metrics_math`), so the
-report agrees with them: training windows cover the training rows only, ``step >= 1`` (the step-0 row is
-the eval-only row logged before training); a train metric's final value is the mean over the last 10% of
-those steps (``ceil(0.1 * n)``, at least one); an eval metric's final value is the run's *last eval point*
-(evals are sparse; the last 10% of steps may hold none). Incorrect-length growth is
-:func:`~drgrpo_cli.metrics_math.length_growth` per run (mean of ``train/len_incorrect`` over the last 20% of
-training steps minus the mean over the first 10%; null steps inside a window are skipped). Per arm: the
-mean over seeds (the same mean as summary.csv) +- std (ddof=1), growth with a 95% t-interval. Unlike
-summary.csv, which counts finished runs only, partial/failed runs are included (with a warning). GRPO -
-Dr. GRPO is a difference of two independent means with a Welch interval (seeds of different arms are
-separate runs, not pairs).
-
-Difficulty diagnostic. From ``difficulty/k{k}/groups`` (n_k) and ``difficulty/k{k}/abs_adv`` (a_k), pooled
-over all steps of all seeds of an arm: the mean weight of a group with k of G correct is
-``sum n_k a_k / sum n_k``, its share of the total weight is ``sum n_k a_k / sum_j sum n_j a_j``. With
-binary rewards a group's mean |A| is ``2 p (1 - p)`` without std scaling and about ``2 sqrt(p (1 - p))``
-with it, so std scaling raises the weight of near-all-wrong / near-all-right groups (k = 1, G - 1)
-*relative to* mid-difficulty ones (k = G/2); the report states that ratio per arm from the logs.
-
-Rendering. Figures are ``matplotlib.figure.Figure`` objects saved directly (Agg for PNG), never pyplot:
-no global backend switch, headless, nothing left open. 150 dpi; the length-growth and difficulty
-figures are 16 in wide (2400 px), the narrowest figure is 9 in (1350 px) - all >= 1200 px.
-matplotlib and pandas are imported inside functions, so importing this module (the CLI's ``--help``)
-costs only the standard library.
-
-Robustness. Partial runs (no finished ``summary.json``), failed runs and a torn last metrics line plot
-what exists and add a warning; a run with no eval rows leaves the eval panels (noted); a run with no
-metrics rows is skipped (noted). A missing path, an empty folder, a folder with no run directories,
-runs with no metrics at all, a bad option or an unknown ``metrics`` key raise :class:`PlotError` with a
-one-line message, before anything is written.
+Conventions
+-----------
+* **Runs and arms.** A path is a run directory (holds ``config.json``) or a folder searched for them (3
+  levels). An arm's label comes from ``grid.json``, else the config's ``arm``, else its knobs; runs of one
+  knob label whose configs differ beyond the seed get the difference in the label. Seeds = an arm's runs.
+* **Arms are compared by their knobs** (``adv_scale``, ``loss_agg`` from config.json), never by label, and
+  *paired by seed* (same seed = same prompts and draws): :mod:`drgrpo_cli.stats` decides the comparisons
+  (GRPO − Dr. GRPO, the 2x2 main effects, else each arm against a reference) and computes the mean
+  per-seed difference, its Student-t 95% CI and the sign count. Colours follow the knobs too: GRPO-like
+  dark red, Dr. GRPO-like dark blue, the one-switch arms dashed in the lighter shade of the arm they share
+  ``loss_agg`` with (the switch that drives length).
+* **Numbers** (report) come from :func:`drgrpo_cli.metrics_math.run_numbers`, the one computation shared
+  with the trainer's ``summary.json`` and ablate's ``summary.csv``; never smoothed. The headline is the
+  growth of the failure-state wrong-answer length (``train/derailed/len_incorrect``; pooled
+  ``train/len_incorrect`` where not logged, said so). Partial/failed runs are included, with a warning.
+* **Curves** (figures): per arm, thin per-seed lines, the mean over seeds (thick) and a band = percentile
+  bootstrap 95% CI of that mean (1000 resamples of the seeds, fixed RNG seed; a description of seed spread,
+  the inference is in the paired numbers), clipped to the metric's range (rates in [0, 1], lengths >= 0).
+  Per-step train curves are smoothed per run by a centred rolling mean over ``smooth`` steps (default:
+  about 1/15 of the run, at most 10 steps; 1 = off); eval points are never smoothed. Y-limits come from
+  the arm means and bands (1st-99th percentile, padded), so one seed's spike cannot set the scale.
+* **Difficulty** (``difficulty_bias``): per arm, pooled over all steps and seeds, the mean weight of a group
+  with k of G correct is ``sum n_k a_k / sum n_k`` (``difficulty/k{k}/groups`` = n_k, ``.../abs_adv`` = a_k).
+* **Robustness.** Torn last lines, partial and failed runs plot what exists and warn; nothing to plot, a
+  bad option or an unknown ``metrics`` key raise :class:`PlotError` (one line) before anything is written.
+  Figures are ``matplotlib.figure.Figure`` objects (no pyplot); matplotlib/pandas/numpy load lazily.
 """
 
 from __future__ import annotations
@@ -87,8 +46,34 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .config import arm_label
-from .metrics_math import FINAL_FRAC, finite, last_value, length_growth, mean, series, tail_mean, train_series
+from .metrics_math import (
+    FINAL_FRAC,
+    HEADLINE,
+    HEADLINE_FALLBACK,
+    finite,
+    headline,
+    headline_key,
+    last_value,
+    mean,
+    run_numbers,
+    series,
+    tail_mean,
+    train_series,
+)
 from .runlog import CONFIG, METRICS, read_jsonl, read_summary, run_state
+from .stats import (
+    DRGRPO_KNOBS,
+    GRPO_KNOBS,
+    LEVEL,
+    Contrast,
+    arm_knobs,
+    by_seed,
+    describe,
+    evaluate,
+    mean_ci,
+    plan_contrasts,
+    t_quantile,
+)
 
 __all__ = [
     "PlotError",
@@ -98,12 +83,22 @@ __all__ = [
     "mean_ci",
     "ARM_ORDER",
     "DEFAULT_MULTI_OUT",
+    "auto_smooth",
+    "bootstrap_band",
+    "robust_ylim",
+    "valid_range",
 ]
 
-#: Fixed arm order (and colour order); other labels follow, sorted by name.
+#: Fixed arm order for the bundled labels; other labels follow, sorted by name.
 ARM_ORDER = ("GRPO", "std-only fix", "length-only fix", "Dr. GRPO")
-ARM_COLORS = {"GRPO": "#d62728", "std-only fix": "#ff7f0e", "length-only fix": "#2ca02c", "Dr. GRPO": "#1f77b4"}
-OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939")
+#: Styles by knobs (adv_scale, loss_agg): (colour, line style).
+KNOB_STYLES = {
+    GRPO_KNOBS: ("#c0392b", "-"),  # dark red
+    DRGRPO_KNOBS: ("#1f4e9c", "-"),  # dark blue
+    ("none", "seq_mean"): ("#f08a7e", "--"),  # std-only fix: keeps seq_mean -> light red, dashed
+    ("group", "max_tokens"): ("#7fa8e0", "--"),  # length-only fix: has max_tokens -> light blue, dashed
+}
+OTHER_COLORS = ("#7b3fa0", "#2a9d5c", "#d4a017", "#17becf", "#7f7f7f", "#e377c2", "#8c564b", "#637939")
 FORMATS = ("png", "svg", "pdf")
 GRID_FILE = "grid.json"
 #: Default output folder when the inputs are not exactly one sweep folder (relative to the working dir).
@@ -115,18 +110,36 @@ SEARCH_DEPTH = 3
 #: how a run was executed, not what it trains).
 SEED_KEYS = frozenset({"seed", "device", "threads", "checkpoint_every", "samples_per_step",
                        "gradient_checkpointing", "out", "output_dir", "run_dir", "name"})
+#: Bootstrap resamples for the bands, and the fixed seed of their RNG (same logs -> same figure).
+BOOT_N = 1000
+BOOT_SEED = 0
+#: Auto smoothing: a centred rolling mean over about 1/SMOOTH_DIV of the run's steps, at most SMOOTH_MAX.
+SMOOTH_DIV = 15
+SMOOTH_MAX = 10
 
-TRAIN_PANELS = (
-    ("train/reward", "reward", "reward"),
-    ("train/len_mean", "response length", "tokens"),
-    ("train/len_correct", "length of correct responses", "tokens"),
-    ("train/len_incorrect", "length of incorrect responses", "tokens"),
-)
-EVAL_PANELS = (
-    ("eval/accuracy", "accuracy", "accuracy"),
-    ("eval/len_mean", "response length", "tokens"),
-    ("eval/len_correct", "length of correct responses", "tokens"),
-    ("eval/len_incorrect", "length of incorrect responses", "tokens"),
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the length-growth figure: the first key of ``keys`` that a run logged is drawn."""
+
+    keys: tuple[str, ...]
+    titles: tuple[str, ...]  # one per key (says what the fallback is)
+    ylabel: str
+    headline: bool = False
+
+
+PANELS = (
+    Panel(("train/reward",), ("train reward",), "reward"),
+    Panel((HEADLINE, HEADLINE_FALLBACK),
+          ("wrong-answer length, failure state", "wrong-answer length (all prompts)"), "tokens", headline=True),
+    Panel(("train/clean/len_correct", "train/len_correct"),
+          ("correct-answer length, clean prompts", "correct-answer length"), "tokens"),
+    Panel(("eval_sampled/derailed/len_incorrect", "eval_sampled/len_incorrect", "eval/derailed/len_incorrect",
+           "eval/len_incorrect"),
+          ("eval wrong-answer length, failure state\n(sampled, T = 1)", "eval wrong-answer length\n(sampled, T = 1)",
+           "eval wrong-answer length, failure state\n(greedy)", "eval wrong-answer length\n(greedy)"), "tokens"),
+    Panel(("eval_sampled/accuracy", "eval/accuracy"), ("eval accuracy\n(sampled, T = 1)", "eval accuracy\n(greedy)"),
+          "accuracy"),
 )
 FINAL_METRICS = (
     ("train/reward", "reward", 3),
@@ -138,6 +151,8 @@ FINAL_METRICS = (
 )
 _NAMED_EVAL = re.compile(r"^eval/([^/]+)/(accuracy|len_mean|len_correct|len_incorrect)$")
 _DIFF_KEY = re.compile(r"^difficulty/k(\d+)/(groups|abs_adv)$")
+_RATE = re.compile(r"(^|/)(reward|accuracy|frac|[a-z_]*_frac)$")
+_LENGTH = re.compile(r"(^|/)(len|len_[a-z_]+)$")
 
 
 class PlotError(ValueError):
@@ -151,136 +166,27 @@ class PlotResult:
     warnings: list[str]
     out: Path  # the output folder
     summary: dict[str, Any] = field(default_factory=dict)  # the report's numbers, machine-readable
+    figures: dict[str, Any] = field(default_factory=dict)  # stem -> matplotlib Figure (for inspection)
 
 
-# ================================================================================================
-# pure numerics (standard library only)
-# ================================================================================================
 def _num(v: Any) -> float:
     """A float, or NaN for None / non-numbers / non-finite values (JSON null = missing)."""
     f = finite(v)
     return math.nan if f is None else f
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
+def valid_range(key: str) -> tuple[float | None, float | None]:
+    """The range a metric's values (and so its band) can take: rates [0, 1], lengths [0, inf), else free."""
+    if _RATE.search(key):
+        return (0.0, 1.0)
+    if _LENGTH.search(key):
+        return (0.0, None)
+    return (None, None)
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    bt = math.exp(lbt)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return bt * _betacf(a, b, x) / a
-    return 1.0 - bt * _betacf(b, a, 1.0 - x) / b
-
-
-def _t_cdf(t: float, df: float) -> float:
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Quantile of Student's t with ``df`` (> 0, may be fractional) degrees of freedom."""
-    if not 0 < p < 1 or not df > 0:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while _t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-        if hi > 1e12:
-            return math.inf
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
-
-
-_T_CACHE: dict[tuple[float, float], float] = {}
-
-
-def _t_crit(df: float, level: float = 0.95) -> float:
-    k = (float(df), level)
-    if k not in _T_CACHE:
-        _T_CACHE[k] = t_quantile(0.5 + level / 2.0, df)
-    return _T_CACHE[k]
-
-
-def _sd(xs: Sequence[float]) -> float:
-    n = len(xs)
-    if n < 2:
-        return math.nan
-    m = math.fsum(xs) / n
-    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (n - 1))
-
-
-def mean_ci(xs: Iterable[float], level: float = 0.95) -> dict[str, Any]:
-    """Mean, sd (ddof=1), n and the ``level`` Student-t interval of the mean over the finite ``xs``.
-
-    The mean is :func:`drgrpo_cli.metrics_math.mean` (as ablate's per-arm mean over seeds); ``lo``/``hi``
-    are NaN with fewer than two values.
-    """
-    vals = [x for x in (_num(v) for v in xs) if not math.isnan(x)]
-    n = len(vals)
-    m = _num(mean(vals))
-    sd = _sd(vals)
-    if n >= 2:
-        half = _t_crit(n - 1, level) * sd / math.sqrt(n)
-        lo, hi = m - half, m + half
-    else:
-        lo = hi = math.nan
-    return {"mean": m, "sd": sd, "n": n, "lo": lo, "hi": hi, "values": vals}
-
-
-def _welch(a: dict[str, Any], b: dict[str, Any], level: float = 0.95) -> dict[str, Any]:
-    """Difference of two independent means (a - b) with a Welch t-interval."""
-    d = a["mean"] - b["mean"]
-    out = {"mean": d, "lo": math.nan, "hi": math.nan, "df": math.nan}
-    if a["n"] < 2 or b["n"] < 2:
-        return out
-    va, vb = a["sd"] ** 2 / a["n"], b["sd"] ** 2 / b["n"]
-    se = math.sqrt(va + vb)
-    if se == 0:
-        out.update(lo=d, hi=d, df=float(a["n"] + b["n"] - 2))
-        return out
-    df = (va + vb) ** 2 / (va**2 / (a["n"] - 1) + vb**2 / (b["n"] - 1))
-    half = _t_crit(df, level) * se
-    out.update(lo=d - half, hi=d + half, df=df)
-    return out
+def auto_smooth(n_steps: int) -> int:
+    """Default smoothing window: about ``n_steps / 15`` steps, between 1 and 10."""
+    return max(1, min(SMOOTH_MAX, round(n_steps / SMOOTH_DIV)))
 
 
 # ================================================================================================
@@ -298,6 +204,7 @@ class _Run:
     arm: str = ""
     arm_source: str = ""
     frame: Any = None  # pandas DataFrame indexed by step
+    numbers: dict[str, Any] = field(default_factory=dict)  # metrics_math.run_numbers of its rows
 
     @property
     def seed(self) -> Any:
@@ -496,22 +403,12 @@ def _seed_key(r: _Run) -> tuple[Any, ...]:
     return (1, str(s), r.name)
 
 
+
+
 def _arm_order(labels: Iterable[str]) -> list[str]:
     labels = set(labels)
     known = [a for a in ARM_ORDER if a in labels]
     return known + sorted(labels - set(known))
-
-
-def _arm_colors(arms: Sequence[str]) -> dict[str, str]:
-    colors: dict[str, str] = {}
-    i = 0
-    for a in arms:
-        if a in ARM_COLORS:
-            colors[a] = ARM_COLORS[a]
-        else:
-            colors[a] = OTHER_COLORS[i % len(OTHER_COLORS)]
-            i += 1
-    return colors
 
 
 # ================================================================================================
@@ -547,18 +444,75 @@ def _fill_named_eval(df: Any) -> list[str]:
     return filled
 
 
+
+
+def _arm_styles(arms: Sequence[str], knobs: dict[str, tuple[str, str] | None]) -> dict[str, tuple[str, str]]:
+    """arm -> (colour, line style), by knobs (see KNOB_STYLES); arms sharing knobs after the first, and
+    arms of other knobs, get the other colours, solid."""
+    styles: dict[str, tuple[str, str]] = {}
+    taken: set[tuple[str, str]] = set()
+    i = 0
+    for a in arms:
+        k = knobs.get(a)
+        if k in KNOB_STYLES and k not in taken:
+            styles[a] = KNOB_STYLES[k]  # type: ignore[index]
+            taken.add(k)  # type: ignore[arg-type]
+        else:
+            styles[a] = (OTHER_COLORS[i % len(OTHER_COLORS)], "-")
+            i += 1
+    return styles
+
+
 def _series(frame: Any, key: str, smooth: int) -> Any:
     if frame is None or key not in frame.columns:
         return None
     s = frame[key]
-    if smooth > 1 and not key.startswith("eval/"):
-        s = s.rolling(smooth, min_periods=1).mean()
+    if smooth > 1 and not key.startswith("eval"):  # eval/ and eval_sampled/ points are sparse: never smoothed
+        s = s.rolling(smooth, center=True, min_periods=1).mean().where(s.notna())  # no value made up where none was logged
     s = s.dropna()
     return s if len(s) else None
 
 
-def _curve(frames: Sequence[Any], key: str, smooth: int) -> Any:
-    """Mean over runs per step with the 95% t band; None when no run has the key."""
+def bootstrap_band(values: Any, level: float = LEVEL, n_boot: int = BOOT_N, seed: int = BOOT_SEED) -> tuple[Any, Any]:
+    """Percentile-bootstrap ``level`` interval of the mean over the columns (seeds), per row (step).
+
+    ``values``: a 2-D array, NaN where a seed has no value at that step. Rows with fewer than two values get
+    NaN. The RNG is ``numpy.random.default_rng(seed)``, so the band is the same on every call.
+    """
+    import numpy as np
+
+    x = np.asarray(values, dtype="float64")
+    lo = np.full(x.shape[0], np.nan)
+    hi = np.full(x.shape[0], np.nan)
+    if x.ndim != 2 or not x.size:
+        return lo, hi
+    mask = ~np.isnan(x)
+    rng = np.random.default_rng(seed)
+    patterns: dict[bytes, list[int]] = {}
+    for i, m in enumerate(mask):
+        if m.sum() >= 2:
+            patterns.setdefault(m.tobytes(), []).append(i)
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    for key in sorted(patterns):  # sorted: the RNG stream does not depend on dict order
+        rows = patterns[key]
+        cols = np.flatnonzero(np.frombuffer(key, dtype=bool))
+        sub = x[np.ix_(rows, cols)]  # steps x k
+        idx = rng.integers(0, len(cols), size=(n_boot, len(cols)))
+        means = sub[:, idx].mean(axis=2)  # steps x n_boot
+        lo[rows], hi[rows] = np.percentile(means, q, axis=1)
+    return lo, hi
+
+
+@dataclass
+class Curve:
+    """One arm's curve: ``df`` (index = step; columns mean, lo, hi, n) and ``runs`` (steps x seeds)."""
+
+    df: Any
+    runs: Any
+
+
+def _curve(frames: Sequence[Any], key: str, smooth: int) -> Curve | None:
+    """Per-seed values, their mean and the clipped bootstrap band; None if no run has the key."""
     import numpy as np
     import pandas as pd
 
@@ -566,12 +520,47 @@ def _curve(frames: Sequence[Any], key: str, smooth: int) -> Any:
     if not cols:
         return None
     m = pd.concat(cols, axis=1, keys=range(len(cols)), sort=True)
-    mean = m.mean(axis=1)
-    n = m.count(axis=1)
-    sd = m.std(axis=1, ddof=1)
-    tc = n.map(lambda k: _t_crit(k - 1) if k >= 2 else math.nan).astype("float64")
-    half = tc * sd / np.sqrt(n)
-    return pd.DataFrame({"mean": mean, "lo": mean - half, "hi": mean + half, "n": n})
+    lo, hi = bootstrap_band(m.to_numpy())
+    vmin, vmax = valid_range(key)
+    if vmin is not None:
+        lo, hi = np.maximum(lo, vmin), np.maximum(hi, vmin)
+    if vmax is not None:
+        lo, hi = np.minimum(lo, vmax), np.minimum(hi, vmax)
+    return Curve(pd.DataFrame({"mean": m.mean(axis=1), "lo": lo, "hi": hi, "n": m.count(axis=1)}, index=m.index), m)
+
+
+def robust_ylim(curves: Iterable[Any], key: str, lo_q: float = 1.0, hi_q: float = 99.0,
+                pad: float = 0.08) -> tuple[float, float] | None:
+    """Y-limits from the arm *mean* curves and their bands: the ``lo_q``-``hi_q`` percentiles of those
+    values, padded by ``pad`` of their span and clipped to the metric's :func:`valid_range`; per-seed lines
+    do not count, so one seed's spike cannot set the scale. The span is at least 0.4 for rates and half the
+    level for lengths, so noise around a flat curve is not blown up to fill the panel. None without values."""
+    import numpy as np
+
+    dfs = [getattr(c, "df", c) for c in curves if c is not None]
+    vals = [np.asarray(df[col], dtype="float64") for df in dfs for col in ("mean", "lo", "hi")]
+    vals = np.concatenate(vals) if vals else np.array([])
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return None
+    a, b = (float(v) for v in np.percentile(vals, [lo_q, hi_q]))
+    vmin, vmax = valid_range(key)
+    span = b - a
+    a, b = a - pad * span, b + pad * span
+    level = abs(a + b) / 2
+    least = max(0.4 if vmax == 1.0 else 0.5 * level if vmin == 0.0 else 0.1 * level, 1e-6)  # rates, lengths, other
+    if b - a < least:
+        mid = (a + b) / 2
+        a, b = mid - least / 2, mid + least / 2
+        if vmin is not None and a < vmin:
+            a, b = vmin, vmin + least
+        if vmax is not None and b > vmax:
+            a, b = (max(vmin, vmax - least) if vmin is not None else vmax - least), vmax
+    if vmin is not None:
+        a = max(a, vmin)
+    if vmax is not None:
+        b = min(b, vmax)
+    return a, b
 
 
 # ================================================================================================
@@ -604,12 +593,20 @@ def _save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     return written
 
 
-def _draw_curve(ax: Any, c: Any, color: str, sparse: bool, label: str | None = None) -> Any:
+def _draw_curve(ax: Any, curve: Curve, style: tuple[str, str], sparse: bool, seeds: bool = True) -> Any:
+    """Thin per-seed lines, the clipped bootstrap band, and the thick mean line on top."""
+    color, ls = style
+    c, runs = curve.df, curve.runs
     x = c.index.to_numpy()
-    (line,) = ax.plot(x, c["mean"].to_numpy(), color=color, label=label,
-                      marker="o" if sparse else None, markersize=4 if sparse else None)
+    if seeds and runs.shape[1] > 1:
+        alpha = 0.3 if runs.shape[1] <= 5 else 0.18
+        for col in runs.columns:
+            s = runs[col].dropna()
+            ax.plot(s.index.to_numpy(), s.to_numpy(), color=color, alpha=alpha, linewidth=0.7, zorder=1)
     if c["lo"].notna().any():
-        ax.fill_between(x, c["lo"].to_numpy(), c["hi"].to_numpy(), color=color, alpha=0.18, linewidth=0)
+        ax.fill_between(x, c["lo"].to_numpy(), c["hi"].to_numpy(), color=color, alpha=0.18, linewidth=0, zorder=2)
+    (line,) = ax.plot(x, c["mean"].to_numpy(), color=color, linestyle=ls, linewidth=2.8, zorder=3,
+                      marker="o" if sparse else None, markersize=5 if sparse else None)
     return line
 
 
@@ -617,43 +614,123 @@ def _no_data(ax: Any, text: str = "not logged") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.5")
 
 
-def _legend(fig: Any, arms: Sequence[str], colors: dict[str, str], nseeds: dict[str, int], extra: Sequence[Any] = ()) -> None:
+def _set_ylim(ax: Any, curves: Sequence[Any], key: str) -> None:
+    lim = robust_ylim(curves, key)
+    if lim is not None and lim[1] > lim[0]:
+        ax.set_ylim(*lim)
+
+
+def _band_note(ctx: _Ctx, windows: bool = False) -> str:
+    sm = f"; train curves: centred rolling mean over {ctx.smooth} steps" if ctx.smooth > 1 else ""
+    win = "; grey: the early (first 10%) and late (last 20%) steps of the growth numbers" if windows else ""
+    return f"thin: one seed · thick: mean over seeds · band: bootstrap 95% CI of the mean{sm}{win}"
+
+
+def _legend(fig: Any, ctx: _Ctx, arms: Sequence[str] | None = None, extra: Sequence[Any] = (),
+            title: str | None = None) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colors[a], linewidth=3, label=f"{a} (n={nseeds[a]})") for a in arms]
+    arms = ctx.arms if arms is None else arms
+    handles = []
+    for a in arms:
+        color, ls = ctx.styles[a]
+        k = ctx.knobs.get(a)
+        knob = f" [{k[0]}, {k[1]}]" if k else ""
+        handles.append(Line2D([], [], color=color, linestyle=ls, linewidth=3, label=f"{a}{knob} (n={ctx.nseeds[a]})"))
     handles += list(extra)
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), frameon=False)
+    leg = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False,
+                     title=title, title_fontsize=11)
+    if title:
+        leg.get_title().set_color("0.35")
 
 
-def _fig_length_growth(ctx: _Ctx, out: Path) -> list[Path]:
+def _pick_key(ctx: _Ctx, keys: Sequence[str]) -> tuple[int, str] | None:
+    """The first of ``keys`` any run logged (a finite value), with its index."""
+    for i, k in enumerate(keys):
+        if any(k in f.columns and f[k].notna().any() for fs in ctx.frames.values() for f in fs):
+            return i, k
+    return None
+
+
+def _headline_title(ctx: _Ctx, paired: Sequence[dict[str, Any]]) -> str:
+    """The figure's numbers line: the first comparison (GRPO − Dr. GRPO when there is one) of the headline
+    growth and of the final reward, each with its CI and sign count; honest when the CI includes 0."""
+    rows = [p for p in paired if p["metric"] == "headline_growth"]
+    if not rows:
+        return "one arm only: no comparison"
+    first = rows[0]
+    c, r = first["contrast"], first["result"]
+    what = "failure-state wrong-answer growth" if ctx.headline_key == HEADLINE else "wrong-answer growth"
+    if r.n == 0:
+        return f"{c.name}: no seed has both arms"
+    text = f"{c.name}, paired over {r.n} seed{'s' if r.n != 1 else ''} — {what}: {_f(r.mean, 1, True)} tokens"
+    if r.n >= 2:
+        text += f" [95% CI {_f(r.lo, 1, True)}, {_f(r.hi, 1, True)}]"
+        side = c.plus if r.mean > 0 else c.minus if r.mean < 0 else ""
+        if side:
+            text += f", {side} in {r.signs} seeds"
+        if not r.excludes_zero:
+            text += " (CI includes 0)"
+    else:
+        text += " (1 seed: no CI)"
+    rew = next((p for p in paired if p["metric"] == "final_reward" and p["contrast"] == c), None)
+    if rew is not None and rew["result"].n:
+        rr = rew["result"]
+        text += f" · final reward: {_f(rr.mean, 3, True)}"
+        if rr.n >= 2:
+            text += f" [{_f(rr.lo, 3, True)}, {_f(rr.hi, 3, True)}]" + ("" if rr.excludes_zero else ", CI includes 0")
+    return text
+
+
+def _fig_length_growth(ctx: _Ctx, paired: Sequence[dict[str, Any]]) -> Any:
     from matplotlib.figure import Figure
 
-    has_eval = ctx.has_eval
-    fig = Figure(figsize=(16, 8.6 if has_eval else 4.9), layout="constrained")
-    band = "mean over seeds, shaded: 95% t-interval" + (f", smoothed over {ctx.smooth} steps" if ctx.smooth > 1 else "")
-    fig.suptitle(f"Response length during training ({band})", fontsize=15)
-    _legend(fig, ctx.arms, ctx.colors, ctx.nseeds)
-    rows = [("train", TRAIN_PANELS, False)] + ([("eval (greedy)", EVAL_PANELS, True)] if has_eval else [])
-    subfigs = fig.subfigures(len(rows), 1, hspace=0.04) if len(rows) > 1 else [fig.subfigures(1, 1)]
-    for sub, (title, panels, sparse) in zip(subfigs, rows):
-        sub.suptitle(title, fontweight="bold", fontsize=15)
-        axes = sub.subplots(1, len(panels))
-        for ax, (key, ptitle, ylabel) in zip(axes, panels):
-            ax.set_title(ptitle)
-            ax.set_xlabel("policy step")
-            ax.set_ylabel(ylabel)
-            drawn = False
+    panels = []
+    for p in PANELS:
+        keys = p.keys
+        if p.headline:  # the numbers' key (one for all runs), so figure and report show the same metric
+            keys = (ctx.headline_key,) + tuple(k for k in p.keys if k != ctx.headline_key)
+        got = _pick_key(ctx, keys)
+        if got is None and p.keys[0].startswith("eval"):
+            continue  # no eval logged: leave the eval panels out
+        key = got[1] if got is not None else keys[0]
+        panels.append((p, key, p.titles[p.keys.index(key)], got is not None))
+    fig = Figure(figsize=(4.4 * len(panels) + 0.4, 6.4), layout="constrained")
+    fig.suptitle("Length bias: " + ("wrong-answer length in the failure state over training"
+                                    if ctx.headline_key == HEADLINE else "wrong-answer length over training"),
+                 fontsize=17, fontweight="bold")
+    sub = fig.subfigures(1, 1)
+    sub.suptitle(_headline_title(ctx, paired), fontsize=13)
+    _legend(fig, ctx, title=_band_note(ctx, windows=ctx.max_train_steps >= 10))
+    axes = sub.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (p, key, title, logged) in zip(axes, panels):
+        ax.set_title(title, fontweight="bold" if p.headline else "normal", fontsize=14 if p.headline else 13)
+        ax.set_xlabel("policy step")
+        ax.set_ylabel(p.ylabel)
+        if p.headline:
+            ax.set_facecolor("#fffaf0")
+            for s in ("left", "bottom"):
+                ax.spines[s].set_linewidth(1.6)
+        curves = []
+        if logged:
             for arm in ctx.arms:
                 c = _curve(ctx.frames[arm], key, ctx.smooth)
                 if c is not None:
-                    _draw_curve(ax, c, ctx.colors[arm], sparse)
-                    drawn = True
-            if not drawn:
-                _no_data(ax)
-    return _save(fig, out, "length_growth", ctx.formats)
+                    _draw_curve(ax, c, ctx.styles[arm], key.startswith("eval"))
+                    curves.append(c)
+        if not curves:
+            _no_data(ax)
+            continue
+        if p.headline and ctx.max_train_steps >= 10:  # where the growth numbers come from
+            n = ctx.max_train_steps
+            first, last = math.ceil(round(0.1 * n, 9)), math.ceil(round(0.2 * n, 9))
+            ax.axvspan(0.5, first + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
+            ax.axvspan(n - last + 0.5, n + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
+        _set_ylim(ax, curves, key)
+    return fig
 
 
-def _fig_token_efficiency(ctx: _Ctx, out: Path) -> list[Path]:
+def _fig_token_efficiency(ctx: _Ctx) -> Any:
     import pandas as pd
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -663,10 +740,11 @@ def _fig_token_efficiency(ctx: _Ctx, out: Path) -> list[Path]:
         specs.append(("eval (greedy)", "eval/len_mean", "eval/accuracy", "mean response length (tokens)",
                       "eval accuracy"))
     fig = Figure(figsize=(9 if len(specs) == 1 else 16, 6.2), layout="constrained")
-    fig.suptitle("Token efficiency: reward vs response length over training", fontsize=15)
+    fig.suptitle("Token efficiency: reward vs response length over training (mean over seeds)", fontsize=15)
     marks = [Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="", markersize=9, label="start"),
              Line2D([], [], color="0.3", marker="*", linestyle="", markersize=14, label="end")]
-    _legend(fig, ctx.arms, ctx.colors, ctx.nseeds, marks)
+    _legend(fig, ctx, extra=marks,
+            title=f"train curves: centred rolling mean over {ctx.smooth} steps" if ctx.smooth > 1 else None)
     axes = fig.subplots(1, len(specs), squeeze=False)[0]
     for ax, (title, xk, yk, xl, yl) in zip(axes, specs):
         ax.set_title(title, fontweight="bold")
@@ -678,12 +756,12 @@ def _fig_token_efficiency(ctx: _Ctx, out: Path) -> list[Path]:
             cy = _curve(ctx.frames[arm], yk, ctx.smooth)
             if cx is None or cy is None:
                 continue
-            j = pd.concat([cx["mean"].rename("x"), cy["mean"].rename("y")], axis=1, join="inner").dropna()
+            j = pd.concat([cx.df["mean"].rename("x"), cy.df["mean"].rename("y")], axis=1, join="inner").dropna()
             if j.empty:
                 continue
             xs, ys = j["x"].to_numpy(), j["y"].to_numpy()
-            col = ctx.colors[arm]
-            ax.plot(xs, ys, color=col, alpha=0.85, marker="." if len(xs) < 40 else None)
+            col, ls = ctx.styles[arm]
+            ax.plot(xs, ys, color=col, linestyle=ls, alpha=0.9, marker="." if len(xs) < 40 else None)
             ax.plot(xs[:1], ys[:1], color=col, marker="o", markerfacecolor="white", markersize=10, markeredgewidth=2,
                     linestyle="")
             ax.plot(xs[-1:], ys[-1:], color=col, marker="*", markersize=18, markeredgecolor="black",
@@ -691,10 +769,10 @@ def _fig_token_efficiency(ctx: _Ctx, out: Path) -> list[Path]:
             drawn = True
         if not drawn:
             _no_data(ax)
-    return _save(fig, out, "token_efficiency", ctx.formats)
+    return fig
 
 
-def _fig_difficulty(ctx: _Ctx, diff: dict[str, Any], out: Path) -> list[Path]:
+def _fig_difficulty(ctx: _Ctx, diff: dict[str, Any]) -> Any:
     import numpy as np
     from matplotlib.figure import Figure
 
@@ -710,7 +788,7 @@ def _fig_difficulty(ctx: _Ctx, diff: dict[str, Any], out: Path) -> list[Path]:
     fig = Figure(figsize=(16, 5.6), layout="constrained")
     fig.suptitle("Difficulty bias: gradient weight of a group by its pass rate k/G "
                  "(pooled over steps and seeds, weighted by group counts)", fontsize=15)
-    _legend(fig, arms, ctx.colors, ctx.nseeds)
+    _legend(fig, ctx, arms=arms)
     axes = fig.subplots(1, 3)
     panels = [("mean_abs_adv", "mean |advantage| per group", "mean |A|"),
               ("relative", "relative to a mid group (k = G/2)", "weight / weight at k = G/2"),
@@ -727,37 +805,40 @@ def _fig_difficulty(ctx: _Ctx, diff: dict[str, Any], out: Path) -> list[Path]:
             vals = np.full(len(xs_labels), np.nan)
             for k, g, v in zip(d["k"], d["G"], d[key]):
                 vals[pos[(k, g)]] = v * (100.0 if key == "share" else 1.0)
-            ax.bar(x - 0.4 + width * (i + 0.5), vals, width=width, color=ctx.colors[arm])
+            color, ls = ctx.styles[arm]
+            ax.bar(x - 0.4 + width * (i + 0.5), vals, width=width, color=color,
+                   hatch="//" if ls != "-" else None, edgecolor="white" if ls != "-" else None, linewidth=0)
         ax.set_xticks(x, xs_labels, rotation=0 if len(xs_labels) <= 12 else 90)
         if key == "relative":
             ax.axhline(1.0, color="0.4", linewidth=1, linestyle="--")
-    return _save(fig, out, "difficulty_bias", ctx.formats)
+    return fig
 
 
-def _fig_metrics(ctx: _Ctx, keys: Sequence[str], out: Path) -> list[Path]:
+def _fig_metrics(ctx: _Ctx, keys: Sequence[str]) -> Any:
     from matplotlib.figure import Figure
 
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
-    fig = Figure(figsize=(16, 1.0 + 4.4 * nrow), layout="constrained")
-    band = "mean over seeds, shaded: 95% t-interval" + (f", smoothed over {ctx.smooth} steps" if ctx.smooth > 1 else "")
-    fig.suptitle(f"Requested metrics ({band})", fontsize=15)
-    _legend(fig, ctx.arms, ctx.colors, ctx.nseeds)
+    fig = Figure(figsize=(16, 1.4 + 4.4 * nrow), layout="constrained")
+    fig.suptitle("Requested metrics", fontsize=15)
+    _legend(fig, ctx, title=_band_note(ctx))
     axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
     for ax, key in zip(axes, keys):
         ax.set_title(key)
         ax.set_xlabel("policy step")
-        drawn = False
+        curves = []
         for arm in ctx.arms:
             c = _curve(ctx.frames[arm], key, ctx.smooth)
             if c is not None:
-                _draw_curve(ax, c, ctx.colors[arm], key.startswith("eval/") or len(c) < 0.5 * ctx.max_steps)
-                drawn = True
-        if not drawn:
+                _draw_curve(ax, c, ctx.styles[arm], key.startswith("eval") or len(c.df) < 0.5 * ctx.max_steps)
+                curves.append(c)
+        if curves:
+            _set_ylim(ax, curves, key)
+        else:
             _no_data(ax)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    return _save(fig, out, "metrics", ctx.formats)
+    return fig
 
 
 # ================================================================================================
@@ -767,7 +848,7 @@ def _fig_metrics(ctx: _Ctx, keys: Sequence[str], out: Path) -> list[Path]:
 class _Ctx:
     runs: list[_Run]
     arms: list[str]
-    colors: dict[str, str]
+    styles: dict[str, tuple[str, str]]  # arm -> (colour, line style)
     nseeds: dict[str, int]
     frames: dict[str, list[Any]]  # arm -> frames of its runs
     runs_by_arm: dict[str, list[_Run]]
@@ -775,6 +856,58 @@ class _Ctx:
     smooth: int
     formats: tuple[str, ...]
     max_steps: int
+    knobs: dict[str, tuple[str, str] | None] = field(default_factory=dict)  # arm -> (adv_scale, loss_agg)
+    headline_key: str = HEADLINE_FALLBACK
+    max_train_steps: int = 0
+
+
+#: The metrics compared between arms (names as in ablate's summary.csv / paired.csv).
+PAIRED_METRICS = ("headline_growth", "final_reward", "len_incorrect_growth")
+
+
+def _metric_value(ctx: _Ctx, metric: str, numbers: dict[str, Any]) -> float | None:
+    if metric == "headline_growth":
+        return headline(numbers, ctx.headline_key)["growth"]
+    return numbers.get(metric)
+
+
+def _metric_text(ctx: _Ctx, metric: str) -> tuple[str, str, int]:
+    """(words, unit, decimals) of a paired metric."""
+    if metric == "headline_growth":
+        return ("failure-state wrong-answer length growth" if ctx.headline_key == HEADLINE
+                else "wrong-answer length growth (pooled)", "tokens", 1)
+    if metric == "final_reward":
+        return "final reward", "", 3
+    return "pooled wrong-answer length growth", "tokens", 1
+
+
+def _per_seed(ctx: _Ctx, metric: str) -> dict[str, dict[Any, float | None]]:
+    return {a: by_seed((r.seed, _metric_value(ctx, metric, r.numbers)) for r in ctx.runs_by_arm[a]) for a in ctx.arms}
+
+
+def _paired(ctx: _Ctx) -> list[dict[str, Any]]:
+    """The paired comparisons (:func:`drgrpo_cli.stats.plan_contrasts` from the knobs) for each metric."""
+    contrasts = plan_contrasts(ctx.knobs)
+    out = []
+    for metric in PAIRED_METRICS:
+        if metric == "len_incorrect_growth" and ctx.headline_key == HEADLINE_FALLBACK:
+            continue  # the headline is already the pooled length
+        by_arm = _per_seed(ctx, metric)
+        for c in contrasts:
+            out.append({"metric": metric, "contrast": c, "result": evaluate(c, by_arm)})
+    return out
+
+
+def _headline(ctx: _Ctx) -> dict[str, dict[str, Any]]:
+    """Per arm: mean_ci over seeds of the headline's early / late windows and growth, and of the final reward."""
+    out = {}
+    for arm in ctx.arms:
+        runs = ctx.runs_by_arm[arm]
+        h = [headline(r.numbers, ctx.headline_key) for r in runs]
+        out[arm] = {w: mean_ci(x[w] for x in h) for w in ("early", "late", "growth")}
+        out[arm]["final_reward"] = mean_ci(r.numbers["final_reward"] for r in runs)
+        out[arm]["per_run"] = {r.name: _num(x["growth"]) for r, x in zip(runs, h)}
+    return out
 
 
 def _final_metrics(ctx: _Ctx, named_evals: list[str]) -> dict[str, dict[str, Any]]:
@@ -799,13 +932,13 @@ def _final_metrics(ctx: _Ctx, named_evals: list[str]) -> dict[str, dict[str, Any
     return out
 
 
-def _growth(ctx: _Ctx, key: str) -> dict[str, dict[str, Any]]:
+
+
+def _growth(ctx: _Ctx, metric: str) -> dict[str, dict[str, Any]]:
+    """Per arm: mean_ci over seeds of a per-run growth (``run_numbers[metric]``), with the per-run values."""
     out = {}
     for arm in ctx.arms:
-        per = []
-        for r in ctx.runs_by_arm[arm]:
-            g = length_growth(train_series(r.frame, key)) if key in r.frame.columns else None
-            per.append(_num(g))
+        per = [_num(r.numbers.get(metric)) for r in ctx.runs_by_arm[arm]]
         out[arm] = mean_ci(per)
         out[arm]["per_run"] = {r.name: v for r, v in zip(ctx.runs_by_arm[arm], per)}
     return out
@@ -924,44 +1057,6 @@ def _config_table(ctx: _Ctx) -> list[str]:
     return lines + [""] + _table(header, rows)
 
 
-def _verb(growth: dict[str, Any], arms: Iterable[str]) -> str:
-    means = [growth[a]["mean"] for a in arms if growth[a]["n"]]
-    return "grew" if means and all(m >= 0 for m in means) else "changed"
-
-
-def _growth_paragraph(growth: dict[str, Any], diff: dict[str, Any] | None, ctx: _Ctx) -> str:
-    def one(arm: str) -> str:
-        s = growth[arm]
-        if s["n"] == 0:
-            return f"no incorrect responses were logged under {arm}"
-        ci = f" (95% CI {_ci(s)}, {s['n']} seeds)" if s["n"] >= 2 else " (1 seed, no interval)"
-        return f"{_f(s['mean'], 1, True)} tokens under {arm}{ci}"
-
-    if "GRPO" in growth and "Dr. GRPO" in growth:
-        text = (f"Incorrect responses {_verb(growth, ('GRPO', 'Dr. GRPO'))} by {one('GRPO')} vs {one('Dr. GRPO')}, "
-                f"from the first 10% to the last 20% of training steps.")
-        others = [a for a in ctx.arms if a not in ("GRPO", "Dr. GRPO") and growth[a]["n"]]
-        if others:
-            text += " For comparison: " + "; ".join(one(a) for a in others) + "."
-        if diff is not None and not math.isnan(_num(diff["mean"])):
-            d = diff["mean"]
-            text += f" The difference GRPO − Dr. GRPO is {_f(d, 1, True)} tokens"
-            if not math.isnan(_num(diff["lo"])):
-                text += f" (95% Welch CI {_ci(diff)})"
-                if diff["lo"] > 0:
-                    text += ": GRPO lengthened its incorrect responses more than Dr. GRPO did, and the interval excludes 0."
-                elif diff["hi"] < 0:
-                    text += ": Dr. GRPO lengthened its incorrect responses more than GRPO did, and the interval excludes 0."
-                else:
-                    text += "; the interval includes 0, so these seeds do not separate the two arms."
-            else:
-                text += " (no interval: an arm has fewer than 2 seeds)."
-        return text
-    parts = [one(a) for a in ctx.arms if growth[a]["n"]]
-    if not parts:
-        return "No run logged `train/len_incorrect`, so the incorrect-length growth cannot be computed."
-    return (f"Incorrect responses {_verb(growth, ctx.arms)} by " + "; ".join(parts) + ", from the first 10% to the last 20% of training "
-            "steps. (GRPO − Dr. GRPO needs both arms in the inputs.)")
 
 
 def _difficulty_paragraph(diff: dict[str, Any], ctx: _Ctx) -> str:
@@ -1000,23 +1095,96 @@ def _difficulty_paragraph(diff: dict[str, Any], ctx: _Ctx) -> str:
     return text
 
 
+
+
+def _paired_rows(ctx: _Ctx, paired: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[list[Any]]:
+    rows = []
+    for p in paired:
+        if p["metric"] not in metrics:
+            continue
+        c, r = p["contrast"], p["result"]
+        words, unit, nd = _metric_text(ctx, p["metric"])
+        ci = f"[{_f(r.lo, nd, True)}, {_f(r.hi, nd, True)}]" if r.n >= 2 else "—"
+        verdict = "—" if r.excludes_zero is None else "excludes 0" if r.excludes_zero else "includes 0"
+        side = c.plus if r.n and r.mean > 0 else c.minus if r.n and r.mean < 0 else ""
+        sign = f"{r.signs} ({side})" if r.n and side else r.signs or "—"
+        rows.append([words, f"**{c.name}**", r.n, _f(r.mean, nd, True) + (f" {unit}" if unit and r.n else ""), ci,
+                     sign, verdict])
+    return rows
+
+
+_PAIRED_HEADER = ["metric", "comparison", "seeds", "mean difference", "95% CI", "same sign as the mean", "CI"]
+
+
 def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: dict[str, Path], warnings: list[str],
-            final: dict[str, Any], named_evals: list[str], growth: dict[str, Any], growth_c: dict[str, Any],
-            gdiff: dict[str, Any] | None, diff: dict[str, Any]) -> str:
+            final: dict[str, Any], named_evals: list[str], head: dict[str, Any], paired: list[dict[str, Any]],
+            growth: dict[str, Any], growth_c: dict[str, Any], diff: dict[str, Any]) -> str:
     from . import __version__
 
     L: list[str] = ["# drgrpo plot report", ""]
     L.append(f"Inputs: {', '.join(f'`{p}`' for p in inputs)} — {len(ctx.runs)} runs, {len(ctx.arms)} arms "
              f"({', '.join(f'{a}: {ctx.nseeds[a]}' for a in ctx.arms)} seeds). drgrpo {__version__}.")
     L.append("")
-    L.append("Curves and bands: mean over seeds and its 95% Student-t interval (no band with one seed)"
-             + (f"; train curves smoothed over {ctx.smooth} steps" if ctx.smooth > 1 else "")
-             + ". The numbers below are never smoothed and are those of `summary.json` / `summary.csv`: training "
-             "windows over steps ≥ 1 (not the step-0 eval-only row), final eval = the last eval point.")
+    L.append("The numbers below are never smoothed and are those of `summary.json` / `summary.csv`: training "
+             "windows over steps ≥ 1 (not the step-0 eval-only row), final eval = the last eval point. Figures: "
+             "thin lines = seeds, thick = mean over seeds, band = bootstrap 95% CI of that mean (clipped to the "
+             "metric's range)" + (f"; train curves are a centred rolling mean over {ctx.smooth} steps"
+                                  if ctx.smooth > 1 else "") + ".")
     L.append("")
     if warnings:
         L += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
 
+    # ---- headline ----------------------------------------------------------------------------------
+    key = ctx.headline_key
+    if key == HEADLINE:
+        L += ["## Headline: wrong-answer length in the failure state", "",
+              f"Per run: the mean of `{key}` (length of the wrong answers to the unanswerable, *derailed* prompts, "
+              "where a longer answer cannot be a better one) over the first 10% (early) and the last 20% (late) "
+              "of training steps; growth = late − early. Per arm: the mean over seeds. Final reward: the mean of "
+              "`train/reward` over the last 10% of steps.", ""]
+    else:
+        some = any(r.numbers.get("headline_metric") == HEADLINE for r in ctx.runs)
+        why = ("not every run logged `train/derailed/len_incorrect`" if some
+               else "no run logged `train/derailed/len_incorrect` (a math task, or runs from an older drgrpo)")
+        L += ["## Headline: wrong-answer length", "",
+              f"Fallback: {why}, so the headline is the **pooled** wrong-answer length `{key}` (all prompts, "
+              "failure state or not). Per run: its mean over the first 10% (early) and the last 20% (late) of "
+              "training steps; growth = late − early. Per arm: the mean over seeds. Final reward: the mean of "
+              "`train/reward` over the last 10% of steps.", ""]
+    rows = []
+    for arm in ctx.arms:
+        h = head[arm]
+        k = ctx.knobs.get(arm)
+        per = ", ".join(_f(v, 1, True) for v in h["per_run"].values())
+        rows.append([arm, f"{k[0]}, {k[1]}" if k else "mixed", h["growth"]["n"],
+                     f"{_f(h['early']['mean'])} → {_f(h['late']['mean'])}", _f(h["growth"]["mean"], 1, True),
+                     per or "—", _pm(h["final_reward"], 3)])
+    L += _table(["arm", "adv_scale, loss_agg", "seeds", "early → late (tokens)", "growth", "growth per seed",
+                 "final reward (± std)"], rows) + [""]
+
+    # ---- paired ------------------------------------------------------------------------------------
+    L += ["## Paired comparisons", ""]
+    if not paired:
+        L += ["Only one arm (or arms whose runs mix knob values): nothing to compare.", ""]
+    else:
+        L += ["Runs with the same seed share prompts, environment draws and the torch seed, so arms are compared "
+              "seed by seed: per seed the difference (for a 2x2 main effect, the mean of the two differences along "
+              "that switch), then over the seeds that every arm involved has: the mean, its 95% Student-t CI, and "
+              "in how many seeds the difference has the sign of the mean. Which comparisons is decided by the arms' "
+              "`adv_scale`/`loss_agg`, not their labels:", ""]
+        seen: list[Contrast] = []
+        for p in paired:
+            if p["contrast"] not in seen:
+                seen.append(p["contrast"])
+        L += [f"- **{c.name}**: {c.detail}" for c in seen] + [""]
+        L += _table(_PAIRED_HEADER, _paired_rows(ctx, paired, ("headline_growth", "final_reward"))) + [""]
+        for p in paired:
+            if p["metric"] in ("headline_growth", "final_reward"):
+                words, unit, nd = _metric_text(ctx, p["metric"])
+                L.append("- " + describe(p["contrast"], p["result"], words, unit, nd))
+        L.append("")
+
+    # ---- final metrics -----------------------------------------------------------------------------
     L += ["## Runs", ""]
     rows = []
     for arm in ctx.arms:
@@ -1043,10 +1211,12 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
     rows = [[arm, ctx.nseeds[arm]] + [_pm(final[arm][k], nd) for k, nd in zip(keys, nds)] for arm in ctx.arms]
     L += _table(header, rows) + [""]
 
-    L += ["## Incorrect-length growth", "",
-          "Per run: mean of `train/len_incorrect` over the last 20% of training steps (step ≥ 1) minus the mean "
-          "over the first 10% (tokens), as `growth` in `summary.json`; then the mean over seeds with its 95% t-interval. The same for correct responses alongside.",
-          ""]
+    # ---- pooled (secondary) ------------------------------------------------------------------------
+    L += ["## Pooled incorrect-length growth (secondary)", "",
+          "Per run: mean of `train/len_incorrect` (all prompts) over the last 20% of training steps (step ≥ 1) "
+          "minus the mean over the first 10% (tokens), as `growth` in `summary.json`; then the mean over seeds "
+          "with its 95% t-interval (per arm; the arms are compared paired above"
+          + (" and below" if key == HEADLINE else "") + "). The same for correct responses alongside.", ""]
     rows = []
     for arm in ctx.arms:
         s, sc = growth[arm], growth_c[arm]
@@ -1054,11 +1224,10 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
         rows.append([arm, s["n"], _f(s["mean"], 1, True), _ci(s), per or "—", _f(sc["mean"], 1, True), _ci(sc)])
     L += _table(["arm", "seeds", "incorrect-length growth", "95% CI", "per seed", "correct-length growth",
                  "95% CI (correct)"], rows) + [""]
-    if gdiff is not None:
-        L += [f"**GRPO − Dr. GRPO** (incorrect-length growth): {_f(gdiff['mean'], 1, True)} tokens, "
-              f"95% Welch CI {_ci(gdiff)}" + (f", df = {_f(gdiff['df'], 1)}" if not math.isnan(_num(gdiff['df'])) else "")
-              + ".", ""]
-    L += [_growth_paragraph(growth, gdiff, ctx), ""]
+    if key == HEADLINE and paired:
+        L += _table(_PAIRED_HEADER, _paired_rows(ctx, paired, ("len_incorrect_growth",))) + [""]
+    elif key != HEADLINE:
+        L += ["(This is the headline metric here; its paired comparisons are above.)", ""]
 
     L += ["## Difficulty bias", ""]
     if diff:
@@ -1080,7 +1249,7 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
         L += ["No `difficulty/k{k}/groups` / `difficulty/k{k}/abs_adv` metrics were logged.", ""]
 
     L += ["## Figures", ""]
-    titles = {"length_growth": "Length growth (train and eval)", "token_efficiency": "Token efficiency",
+    titles = {"length_growth": "Length growth", "token_efficiency": "Token efficiency",
               "difficulty_bias": "Difficulty bias", "metrics": "Requested metrics"}
     for stem, p in figures.items():
         L += [f"### {titles.get(stem, stem)}", "", f"![{titles.get(stem, stem)}]({p.name})", ""]
@@ -1172,11 +1341,13 @@ def _default_out(paths: Sequence[Path], sweeps: Sequence[Path]) -> Path:
     return DEFAULT_MULTI_OUT
 
 
+
+
 def plot(
     paths: list[Path],
     out: Path | None = None,
     metrics: list[str] | None = None,
-    smooth: int = 1,
+    smooth: int | None = None,
     formats: Sequence[str] = ("png", "svg"),
 ) -> PlotResult:
     """Figures and ``report.md``/``report.html`` for the runs under ``paths``; see the module docstring.
@@ -1184,12 +1355,13 @@ def plot(
     ``paths``: one sweep folder (run directories below it, optional ``grid.json``) or run directories
     (or several sweeps). ``out``: the output folder, created if needed; default ``<sweep>/figures/`` for
     exactly one sweep folder, else ``./drgrpo-plot/``. ``metrics``: extra metric keys (as in
-    metrics.jsonl) for ``metrics.<fmt>``. ``smooth``: rolling mean over this many steps (>= 1, 1 = off).
-    ``formats``: any of ``png``, ``svg``, ``pdf``. Raises :class:`PlotError` (one line) before writing
-    anything when there is nothing sensible to plot.
+    metrics.jsonl) for ``metrics.<fmt>``. ``smooth``: centred rolling mean over this many steps for the
+    per-step train curves (>= 1, 1 = off; None = :func:`auto_smooth` of the longest run). ``formats``: any
+    of ``png``, ``svg``, ``pdf``. Raises :class:`PlotError` (one line) before writing anything when there
+    is nothing sensible to plot. ``PlotResult.figures`` holds the Figure objects (for inspection).
     """
     # ---- options --------------------------------------------------------------------------------
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+    if smooth is not None and (isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1):
         raise PlotError(f"smooth must be an integer >= 1, got {smooth!r}")
     fmts: list[str] = []
     for f in formats:
@@ -1264,17 +1436,35 @@ def plot(
         for r in runs:
             if not has_eval_run[r.name]:
                 warnings.append(f"{r.name}: no eval rows; left out of the eval panels")
-    ctx = _Ctx(runs=runs, arms=arms, colors=_arm_colors(arms), nseeds={a: len(runs_by_arm[a]) for a in arms},
+    for r in runs:
+        r.numbers = run_numbers(r.frame)
+    key = headline_key(r.numbers for r in runs)
+    some = [r.name for r in runs if r.numbers["headline_metric"] == HEADLINE]
+    if key == HEADLINE_FALLBACK and some:  # (none logged it: a math task or older runs; the report says so)
+        warnings.append(f"{HEADLINE} logged by only some runs ({', '.join(some)}); the headline is the pooled "
+                        f"{HEADLINE_FALLBACK} for every run")
+    knobs = {a: arm_knobs(r.config for r in runs_by_arm[a]) for a in arms}
+    for a in arms:
+        if knobs[a] is None:
+            warnings.append(f"{a}: its runs differ in adv_scale/loss_agg; left out of the paired comparisons")
+        seeds = [r.seed for r in runs_by_arm[a]]
+        dup = sorted({str(s) for s in seeds if seeds.count(s) > 1})
+        if dup:
+            warnings.append(f"{a}: several runs with seed {', '.join(dup)}; their mean is paired")
+    max_train = max(len(train_series(r.frame, "train/reward")) if "train/reward" in r.frame.columns else 0
+                    for r in runs)
+    ctx = _Ctx(runs=runs, arms=arms, styles=_arm_styles(arms, knobs), nseeds={a: len(runs_by_arm[a]) for a in arms},
                frames={a: [r.frame for r in runs_by_arm[a]] for a in arms}, runs_by_arm=runs_by_arm,
-               has_eval=has_eval, smooth=smooth, formats=tuple(fmts),
-               max_steps=max(len(r.frame) for r in runs))
+               has_eval=has_eval, smooth=auto_smooth(max_train) if smooth is None else smooth, formats=tuple(fmts),
+               max_steps=max(len(r.frame) for r in runs), knobs=knobs, headline_key=key, max_train_steps=max_train)
 
     # ---- numbers --------------------------------------------------------------------------------
     named = sorted(named_evals)
     final = _final_metrics(ctx, named)
-    growth = _growth(ctx, "train/len_incorrect")
-    growth_c = _growth(ctx, "train/len_correct")
-    gdiff = _welch(growth["GRPO"], growth["Dr. GRPO"]) if "GRPO" in growth and "Dr. GRPO" in growth else None
+    head = _headline(ctx)
+    paired = _paired(ctx)
+    growth = _growth(ctx, "len_incorrect_growth")
+    growth_c = _growth(ctx, "len_correct_growth")
     diff = _difficulty(ctx)
 
     # ---- figures --------------------------------------------------------------------------------
@@ -1283,28 +1473,30 @@ def plot(
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     figures: dict[str, Path] = {}
+    figs: dict[str, Any] = {}
     embed = "png" if "png" in fmts else "svg" if "svg" in fmts else None
 
-    def keep(stem: str, written: list[Path]) -> None:
-        files.extend(written)
+    def keep(stem: str, fig: Any) -> None:
+        figs[stem] = fig
+        files.extend(_save(fig, out_dir, stem, ctx.formats))
         if embed:
             figures[stem] = out_dir / f"{stem}.{embed}"
 
     with matplotlib.rc_context(_RC):
-        keep("length_growth", _fig_length_growth(ctx, out_dir))
+        keep("length_growth", _fig_length_growth(ctx, paired))
         if any("train/len_mean" in f.columns and "train/reward" in f.columns for fs in ctx.frames.values() for f in fs):
-            keep("token_efficiency", _fig_token_efficiency(ctx, out_dir))
+            keep("token_efficiency", _fig_token_efficiency(ctx))
         else:
             warnings.append("train/len_mean or train/reward not logged; token-efficiency figure skipped")
         if diff:
-            keep("difficulty_bias", _fig_difficulty(ctx, diff, out_dir))
+            keep("difficulty_bias", _fig_difficulty(ctx, diff))
         else:
             warnings.append("no difficulty/k{k}/... metrics logged; difficulty-bias figure skipped")
         if metric_keys:
-            keep("metrics", _fig_metrics(ctx, metric_keys, out_dir))
+            keep("metrics", _fig_metrics(ctx, metric_keys))
 
     # ---- report ---------------------------------------------------------------------------------
-    md = _report(ctx, paths, files, figures, warnings, final, named, growth, growth_c, gdiff, diff)
+    md = _report(ctx, paths, files, figures, warnings, final, named, head, paired, growth, growth_c, diff)
     report = out_dir / "report.md"
     _write_text(report, md + "\n")
     report_html = out_dir / "report.html"
@@ -1319,14 +1511,20 @@ def plot(
             a: {
                 "runs": [r.name for r in runs_by_arm[a]],
                 "n": len(runs_by_arm[a]),
+                "knobs": list(knobs[a]) if knobs[a] else None,
                 "final": {k: clean(v) for k, v in final[a].items()},
+                "headline": {w: clean(head[a][w]) for w in ("early", "late", "growth")}
+                | {"per_run": head[a]["per_run"]},
                 "len_incorrect_growth": clean(growth[a]),
                 "len_correct_growth": clean(growth_c[a]),
             }
             for a in arms
         },
-        "growth_diff_grpo_minus_drgrpo": gdiff,
+        "headline_key": key,
+        "paired": [{"metric": p["metric"], "comparison": p["contrast"].name, "kind": p["contrast"].kind,
+                    "detail": p["contrast"].detail, **p["result"].as_dict()} for p in paired],
+        "smooth": ctx.smooth,
         "difficulty": diff,
         "has_eval": has_eval,
     }
-    return PlotResult(files=files, report=report, warnings=warnings, out=out_dir, summary=summary)
+    return PlotResult(files=files, report=report, warnings=warnings, out=out_dir, summary=summary, figures=figs)

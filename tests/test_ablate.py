@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,7 +20,17 @@ from pathlib import Path
 import pytest
 
 from drgrpo_cli import grid as gridmod
-from drgrpo_cli.ablate import CSV_COLUMNS, AblateError, ablate, ablate_status, summarize
+from drgrpo_cli.ablate import (
+    CSV_COLUMNS,
+    PAIRED_COLUMNS,
+    AblateError,
+    ablate,
+    ablate_status,
+    paired_comparisons,
+    paired_csv_text,
+    summarize,
+    summary_csv_text,
+)
 from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.grid import BUNDLED_GRIDS, GridError, load_grid, resolve_grid_path, slugify
 from drgrpo_cli.metrics_math import length_growth, tail_mean, window_size
@@ -533,14 +544,142 @@ def test_summary_numbers_exact(tmp_path):
     assert a.eval_accuracy == 0.5
     assert a.len_incorrect_growth == (85.0 + 170.0) / 2
     assert a.len_correct_growth == 0.0
+    # no train/derailed/len_incorrect logged: the headline is the pooled growth, and says so
+    assert a.headline_growth == a.len_incorrect_growth and a.headline_metric == "train/len_incorrect"
+    assert (a.adv_scale, a.loss_agg) == ("group", "seq_mean")
     assert (out / "summary.csv").read_text() == (
-        ",".join(CSV_COLUMNS) + "\n" + "GRPO,2,2,0,0.9375,0.5,0.5,127.5,0\n")
+        ",".join(CSV_COLUMNS) + "\n" + "GRPO,2,2,0,0.9375,0.5,0.5,127.5,0,127.5,train/len_incorrect,group,seq_mean\n")
+    # one arm: nothing to compare, paired.csv has its header only
+    assert r.paired == [] and (out / "paired.csv").read_text() == ",".join(PAIRED_COLUMNS) + "\n"
     # a partial run does not count towards the numbers
     (out / "grpo__seed1" / "summary.json").unlink()
     s = ablate_status(out, console=quiet())
     assert s.arms[0].runs_done == 1 and s.arms[0].final_reward == 1.25
     assert {x.name: x.status for x in s.runs} == {"grpo__seed0": "finished", "grpo__seed1": "partial"}
     assert s.runs[0].step == 10 and s.runs[0].steps == 10
+
+
+# growth of the failure-state wrong-answer length per arm and seed (2x2, 3 seeds), and final reward
+HAND_GROWTH = {"GRPO": [20.0, 24.0, 16.0], "std-only fix": [18.0, 20.0, 16.0], "length-only fix": [2.0, 4.0, 0.0],
+               "Dr. GRPO": [0.0, 2.0, 1.0]}
+HAND_REWARD = {"GRPO": [0.5, 0.25, 0.5], "std-only fix": [0.5, 0.5, 0.5], "length-only fix": [0.5, 0.5, 0.5],
+               "Dr. GRPO": [0.5, 0.5, 0.75]}
+HAND_KNOBS = {"GRPO": ("group", "seq_mean"), "std-only fix": ("none", "seq_mean"),
+              "length-only fix": ("group", "max_tokens"), "Dr. GRPO": ("none", "max_tokens")}
+T2 = 4.3026527  # t_{0.975, 2}
+
+
+def write_hand_sweep(root: Path, labels: dict[str, str] | None = None, derailed: bool = True) -> Path:
+    """A finished 2x2 sweep (grid.json + run dirs) with 10 steps per run: failure-state wrong-answer length
+    10 at step 1 and 10 + growth on the last 20% of steps; pooled length = 2x that; constant reward."""
+    runs = []
+    for arm, (adv, agg) in HAND_KNOBS.items():
+        label = (labels or {}).get(arm, arm)
+        for seed in range(3):
+            d = root / f"{slugify(label)}__seed{seed}"
+            d.mkdir(parents=True)
+            cfg = TrainConfig(adv_scale=adv, loss_agg=agg, seed=seed, steps=10).to_dict()
+            (d / "config.json").write_text(json.dumps(cfg))
+            g, rew = HAND_GROWTH[arm][seed], HAND_REWARD[arm][seed]
+            rows = [{"step": 0, "eval/accuracy": 0.25}]
+            for s in range(1, 11):
+                li = 10.0 if s == 1 else 10.0 + g if s >= 9 else 50.0
+                row = {"step": s, "train/reward": rew, "train/accuracy": rew, "train/len_incorrect": 2 * li,
+                       "train/len_correct": 5.0}
+                if derailed:
+                    row["train/derailed/len_incorrect"] = li
+                rows.append(row)
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (d / "summary.json").write_text(json.dumps({"status": "finished", "steps": 10}))
+            runs.append({"dir": d.name, "arm": label, "seed": seed, "overrides": {}, "config": cfg})
+    (root / "grid.json").write_text(json.dumps({"name": "hand", "source": "test", "seeds": [0, 1, 2], "base": {},
+                                                "arms": {r["dir"]: r["arm"] for r in runs}, "runs": runs}))
+    return root
+
+
+def test_summary_headline_and_paired_csv_by_hand(tmp_path):
+    out = write_hand_sweep(tmp_path / "sweep")
+    arms = summarize(out)
+    by = {a.arm: a for a in arms}
+    assert by["GRPO"].headline_growth == 20.0 and by["GRPO"].headline_metric == "train/derailed/len_incorrect"
+    assert by["GRPO"].len_incorrect_growth == 40.0  # pooled = 2x, kept as a secondary column
+    assert by["GRPO"].per_seed["headline_growth"] == {0: 20.0, 1: 24.0, 2: 16.0}
+    csv_lines = summary_csv_text(arms).splitlines()
+    assert csv_lines[1] == "GRPO,3,3,0,0.416667,0.416667,0.25,40,0,20,train/derailed/len_incorrect,group,seq_mean"
+    assert csv_lines[4] == "Dr. GRPO,3,3,0,0.583333,0.583333,0.25,2,0,1,train/derailed/len_incorrect,none,max_tokens"
+
+    rows = paired_comparisons(arms)
+    assert [(r.metric, r.kind) for r in rows] == [
+        (m, k) for m in ("headline_growth", "final_reward", "len_incorrect_growth")
+        for k in ("grpo_vs_drgrpo", "length_norm", "std_norm")]
+    main, length, std = (r.result for r in rows[:3])
+    # GRPO - Dr. GRPO per seed 20, 22, 15: mean 19, sd sqrt(13)
+    half = T2 * math.sqrt(13 / 3)
+    assert main.diffs == [20.0, 22.0, 15.0] and (main.lo, main.hi) == pytest.approx((19 - half, 19 + half))
+    assert main.signs == "3/3"
+    assert length.diffs == [18.0, 19.0, 15.5] and length.mean == 17.5 and length.signs == "3/3"
+    assert std.diffs == [2.0, 3.0, -0.5] and std.mean == 1.5 and std.signs == "2/3" and not std.excludes_zero
+    # final reward GRPO - Dr. GRPO: 0, -0.25, -0.25
+    assert rows[3].result.diffs == [0.0, -0.25, -0.25] and rows[3].result.signs == "2/3"
+
+    text = paired_csv_text(rows)
+    import csv as csv_mod
+
+    recs = list(csv_mod.DictReader(io.StringIO(text)))
+    assert list(recs[0]) == list(PAIRED_COLUMNS)
+    r0 = recs[0]
+    assert (r0["metric"], r0["key"], r0["comparison"], r0["kind"], r0["n_seeds"], r0["mean_diff"], r0["same_sign"],
+            r0["seeds"], r0["per_seed"]) == ("headline_growth", "train/derailed/len_incorrect", "GRPO - Dr. GRPO",
+                                             "grpo_vs_drgrpo", "3", "19", "3", "0;1;2", "20;22;15")
+    assert float(r0["ci_lo"]) == pytest.approx(19 - half, abs=1e-4)
+    assert float(r0["ci_hi"]) == pytest.approx(19 + half, abs=1e-4)
+    assert r0["detail"] == "GRPO (group, seq_mean) - Dr. GRPO (none, max_tokens)"
+    assert recs[1]["comparison"] == "length norm. (seq_mean - max_tokens)" and recs[1]["per_seed"] == "18;19;15.5"
+    assert recs[6]["key"] == "train/len_incorrect" and recs[6]["per_seed"] == "40;44;30"  # pooled: 2x
+
+
+def test_paired_uses_knobs_and_old_runs_fall_back(tmp_path):
+    labels = {"GRPO": "baseline", "Dr. GRPO": "fixed", "std-only fix": "p", "length-only fix": "q"}
+    arms = summarize(write_hand_sweep(tmp_path / "a", labels=labels))
+    rows = paired_comparisons(arms)
+    assert rows[0].comparison == "GRPO − Dr. GRPO" and rows[0].detail == "baseline (group, seq_mean) − fixed (none, max_tokens)"
+    assert rows[0].result.mean == 19.0
+    old = summarize(write_hand_sweep(tmp_path / "b", derailed=False))
+    assert all(a.headline_metric == "train/len_incorrect" for a in old)
+    rows = paired_comparisons(old)
+    assert {r.metric for r in rows} == {"headline_growth", "final_reward"}  # headline = pooled: not twice
+    assert rows[0].key == "train/len_incorrect" and rows[0].result.mean == 38.0
+
+
+def test_status_prints_the_paired_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from drgrpo_cli.cli_ablate import ablate_cli
+
+    out = write_hand_sweep(tmp_path / "sweep")
+    app = typer_app(ablate_cli)
+    res = CliRunner().invoke(app, ["ablate", "--status", str(out)], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert "per arm (finished runs, mean over seeds)" in text and "Δlen wrong fail" in text
+    assert "paired over seeds (finished runs)" in text
+    assert text.index("per arm") < text.index("paired over seeds")
+    lines = [ln for ln in text.splitlines() if "GRPO − Dr. GRPO" in ln]
+    assert len(lines) == 3  # headline, final reward, pooled
+    assert "Δlen wrong (fail)" in lines[0] and "+19.0" in lines[0] and "[+10.0, +28.0]" in lines[0]
+    assert "3/3" in lines[0] and "excludes 0" in lines[0]
+    std = [ln for ln in text.splitlines() if "std norm." in ln][0]
+    assert "+1.5" in std and "2/3" in std and "includes 0" in std
+    assert not (out / "paired.csv").exists()  # --status reads only
+
+
+def typer_app(fn):
+    import typer
+
+    app = typer.Typer()
+    app.command("ablate")(fn)
+    app.command("other")(lambda: None)
+    return app
 
 
 def test_status_without_grid_json_and_errors(tmp_path):

@@ -84,7 +84,7 @@ def png_size(p: Path) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
-    """GRPO growth 40/50, Dr. GRPO 10/20 -> means 45 and 15, difference 30 (Welch df = 2)."""
+    """GRPO growth 40/50, Dr. GRPO 10/20 (seeds 0/1) -> means 45 and 15, paired differences 30 and 30."""
     root = tmp_path_factory.mktemp("sweep")
     write_run(root / "grpo-s0", seed=0, last=140, reward_last=0.5)
     write_run(root / "grpo-s1", seed=1, last=150, reward_last=0.7)
@@ -179,17 +179,31 @@ def test_sweep_growth_numbers_exact(sweep):
     assert g["values"] == [40.0, 50.0] and g["mean"] == 45.0
     assert g["lo"] == pytest.approx(45 - 12.7062047 * 5) and g["hi"] == pytest.approx(45 + 12.7062047 * 5)
     assert arms["Dr. GRPO"]["len_incorrect_growth"]["mean"] == 15.0
-    d = res.summary["growth_diff_grpo_minus_drgrpo"]
-    assert d["mean"] == 30.0 and d["df"] == pytest.approx(2.0)
-    half = 4.3026527 * math.sqrt(50)
-    assert d["lo"] == pytest.approx(30 - half) and d["hi"] == pytest.approx(30 + half)
+    # old-style runs (no train/derailed/len_incorrect): the headline falls back to the pooled length
+    assert res.summary["headline_key"] == "train/len_incorrect"
+    assert arms["GRPO"]["headline"]["growth"]["values"] == [40.0, 50.0]
+    # paired by seed: 40 - 10 = 30 and 50 - 20 = 30 -> sd 0, CI [30, 30], 2/2
+    (d,) = [p for p in res.summary["paired"] if p["metric"] == "headline_growth"]
+    assert d["comparison"] == "GRPO − Dr. GRPO" and d["kind"] == "grpo_vs_drgrpo"
+    assert d["diffs"] == [30.0, 30.0] and d["seeds"] == [0, 1] and d["mean"] == 30.0
+    assert d["lo"] == d["hi"] == 30.0 and d["signs"] == "2/2" and d["excludes_zero"] is True
+    # final reward: GRPO 0.5 / 0.7, Dr. GRPO 0.5 / 0.5 -> diffs 0, 0.2: mean 0.1, sd 0.1414, t_{.975,1} = 12.706
+    (r,) = [p for p in res.summary["paired"] if p["metric"] == "final_reward"]
+    assert r["diffs"] == pytest.approx([0.0, 0.2]) and r["mean"] == pytest.approx(0.1)
+    assert r["lo"] == pytest.approx(0.1 - 12.7062047 * 0.1) and r["hi"] == pytest.approx(0.1 + 12.7062047 * 0.1)
+    assert r["signs"] == "1/2" and r["excludes_zero"] is False
+    assert "growth_diff_grpo_minus_drgrpo" not in res.summary  # no independent-arms (Welch) comparison any more
     md = res.report.read_text()
+    assert "Welch" not in md
     assert "| GRPO | 2 | +45.0 | [-18.5, +108.5] | +40.0, +50.0 |" in md
     assert "| Dr. GRPO | 2 | +15.0 | [-48.5, +78.5] | +10.0, +20.0 |" in md
-    assert "**GRPO − Dr. GRPO** (incorrect-length growth): +30.0 tokens, 95% Welch CI [-0.4, +60.4], df = 2.0." in md
-    assert "Incorrect responses grew by +45.0 tokens under GRPO" in md
-    assert "vs +15.0 tokens under Dr. GRPO" in md
-    assert "the interval includes 0" in md
+    assert "| GRPO | group, seq_mean | 2 | 100.0 → 145.0 | +45.0 | +40.0, +50.0 | 0.600 ± 0.141 |" in md
+    assert ("| wrong-answer length growth (pooled) | **GRPO − Dr. GRPO** | 2 | +30.0 tokens | [+30.0, +30.0] | "
+            "2/2 (larger under GRPO) | excludes 0 |") in md
+    assert "| final reward | **GRPO − Dr. GRPO** | 2 | +0.100 | [-1.171, +1.371] | 1/2 (larger under GRPO) | includes 0 |" in md
+    assert ("GRPO − Dr. GRPO, final reward: +0.100 (95% CI [-1.171, +1.371], paired over 2 seeds); larger under GRPO "
+            "in 1/2 seeds; the CI includes 0, so these seeds do not separate the arms.") in md
+    assert "Fallback: no run logged `train/derailed/len_incorrect`" in md
 
 
 def test_sweep_final_metrics_and_config(sweep):
@@ -201,10 +215,12 @@ def test_sweep_final_metrics_and_config(sweep):
     assert "| **loss_agg** |  | `seq_mean` | `max_tokens` |" in md
     assert "| seed | `0, 1` |  |  |" in md
     assert "| lr | `0.001` |  |  |" in md
-    for section in ("## Runs", "## Configuration", "## Final metrics", "## Incorrect-length growth",
-                    "## Difficulty bias", "## Figures"):
+    for section in ("## Headline: wrong-answer length", "## Paired comparisons", "## Runs", "## Configuration",
+                    "## Final metrics", "## Pooled incorrect-length growth (secondary)", "## Difficulty bias",
+                    "## Figures"):
         assert section in md
-    assert "![Length growth (train and eval)](length_growth.png)" in md
+    assert md.index("## Headline") < md.index("## Paired comparisons") < md.index("## Pooled incorrect-length")
+    assert "![Length growth](length_growth.png)" in md
 
 
 def test_sweep_difficulty_numbers(sweep):
@@ -301,8 +317,8 @@ def test_single_seed_has_no_interval(tmp_path):
     res = plot([tmp_path / "sw"], formats=("png",))
     md = res.report.read_text()
     assert "| GRPO | 1 | +30.0 | — |" in md
-    assert "+25.0 tokens, 95% Welch CI —" in md
-    assert "(1 seed, no interval)" in md
+    assert "| **GRPO − Dr. GRPO** | 1 | +25.0 tokens | — | 1/1 (larger under GRPO) | — |" in md
+    assert "+25.0 tokens from 1 seed (seed 0); no interval with one seed." in md
 
 
 def test_errors_are_one_line_and_write_nothing(tmp_path):
@@ -382,6 +398,7 @@ def _trainer_like_run(d: Path, *, adv_scale: str, loss_agg: str, seed: int, step
         row = {"step": s, "train/reward": 0.013 * s * k + 0.007 * (s % 3), "train/accuracy": 0.011 * s * k,
                "train/len_mean": 50.0 + 1.7 * s * k, "train/len_correct": 40.0 + 0.37 * s,
                "train/len_incorrect": None if s == steps - 1 else 90.0 + 2.3 * s * k + (s % 4),
+               "train/derailed/len_incorrect": None if s == 2 else 95.0 + 3.1 * s * k + (s % 3),
                "train/truncated_frac": 0.0}
         if s % 2 == 0:
             row.update(ev(s))
@@ -421,6 +438,11 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
             sj = json.loads((root / name / "summary.json").read_text())
             nums = run_numbers(read_rows(root / name))
             assert growth == sj["growth"]["len_incorrect"] == nums["len_incorrect_growth"]
+            # the headline (failure-state wrong-answer length growth) likewise
+            head = s["headline"]["per_run"][name]
+            assert head == nums["derailed_len_incorrect_growth"] is not None
+            if "derailed/len_incorrect" in sj["growth"]:  # trainers that log the failure-state metrics
+                assert head == sj["growth"]["derailed/len_incorrect"]
         finals = {k: s["final"][k]["values"] for k in ("train/reward", "train/accuracy", "eval/accuracy")}
         sjs = [json.loads((root / n / "summary.json").read_text())["final"] for n in s["runs"]]
         for k, v in finals.items():
@@ -428,7 +450,7 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
 
     # per arm: exactly summary.csv's numbers (ArmSummary), and the same text at the report's precision
     md = res.report.read_text()
-    final_t, growth_t = _md_table(md, "Final metrics"), _md_table(md, "Incorrect-length growth")
+    final_t, growth_t = _md_table(md, "Final metrics"), _md_table(md, "Pooled incorrect-length growth (secondary)")
     for a in arms:
         s, row = res.summary["arms"][a.arm], csv_rows[a.arm]
         assert s["final"]["train/reward"]["mean"] == a.final_reward
@@ -442,4 +464,226 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
         assert f[7].split(" ± ")[0] == f"{float(row['eval_accuracy']):.3f}"  # eval accuracy
         assert g[2] == f"{float(row['len_incorrect_growth']):+.1f}"
         assert g[5] == f"{float(row['len_correct_growth']):+.1f}"
+        assert s["headline"]["growth"]["mean"] == a.headline_growth
+        assert a.headline_metric == res.summary["headline_key"] == "train/derailed/len_incorrect"
     assert "**last eval point**" in md and "step ≥ 1" in md
+    # the paired comparisons: the same numbers in the report and in ablate's paired.csv
+    from drgrpo_cli.ablate import paired_comparisons
+
+    ab = {(r.metric, r.comparison): r.result for r in paired_comparisons(arms)}
+    assert len(ab) == len(res.summary["paired"]) == 3
+    for p in res.summary["paired"]:
+        r = ab[(p["metric"], p["comparison"])]
+        assert (p["diffs"], p["mean"], p["lo"], p["hi"], p["signs"]) == (r.diffs, r.mean, r.lo, r.hi, r.signs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# a 2x2 sweep with the failure-state metrics (10 seeds), and the figure a reader should understand
+# ---------------------------------------------------------------------------------------------------
+#: label -> (adv_scale, loss_agg, failure-state wrong-answer length at step 1, at the last step)
+FAKE_ARMS = {
+    "GRPO": ("group", "seq_mean", 16.0, 40.0),
+    "std-only fix": ("none", "seq_mean", 16.0, 36.0),
+    "length-only fix": ("group", "max_tokens", 16.0, 15.0),
+    "Dr. GRPO": ("none", "max_tokens", 16.0, 15.0),
+}
+SPIKE = 400.0  # one seed of Dr. GRPO, one step
+
+
+def write_fake_sweep(root: Path, *, seeds: int = 10, steps: int = 150, eval_every: int = 15, new_names: bool = True,
+                     labels: dict[str, str] | None = None) -> Path:
+    """A sweep folder as ``drgrpo ablate`` writes it (grid.json, ARM__seedN run dirs with config.json,
+    metrics.jsonl with a step-0 eval row, summary.json): the built-in task's 2x2 where the failure-state
+    wrong answers grow 16 -> 40 tokens under GRPO and stay ~15 under Dr. GRPO, rewards ~0.44 in every arm,
+    a per-seed offset shared by all arms (what pairing removes), noise, and one spike (Dr. GRPO, seed 3,
+    step 100). ``new_names=False`` writes the old metric names only (no train/derailed/len_incorrect,
+    no eval_sampled/...). ``labels`` renames arms (knobs unchanged)."""
+    import random
+
+    root.mkdir(parents=True, exist_ok=True)
+    grid = {"name": "fake-2x2", "source": "test", "seeds": list(range(seeds)), "base": {"task": "builtin"},
+            "arms": {}, "runs": []}
+    for arm, (adv, agg, start, end) in FAKE_ARMS.items():
+        label = (labels or {}).get(arm, arm)
+        for seed in range(seeds):
+            d = root / f"{adv}-{agg}__seed{seed}"
+            d.mkdir()
+            cfg = {"adv_scale": adv, "loss_agg": agg, "seed": seed, "steps": steps, "task": "builtin",
+                   "eval_every": eval_every, "group_size": 8, "lr": 2e-4}
+            (d / "config.json").write_text(json.dumps(cfg))
+            rng = random.Random(1000 * seed + len(arm))
+            offset = random.Random(seed).gauss(0, 2.0)
+            rows = []
+            for s in range(steps + 1):
+                row: dict = {"step": s}
+                t = s / steps
+                if s >= 1:
+                    dl = start + (end - start) * t + offset + rng.gauss(0, 2.5)
+                    if arm == "Dr. GRPO" and seed == 3 and s == 100:
+                        dl = SPIKE
+                    reward = min(1.0, max(0.0, 0.44 + rng.gauss(0, 0.05)))
+                    cl = 6.0 + rng.gauss(0, 0.6)
+                    row.update({"train/reward": reward, "train/accuracy": reward, "train/len_mean": 0.5 * (dl + cl),
+                                "train/len_correct": cl, "train/len_incorrect": 0.8 * dl + 1.8,
+                                "train/derailed/len": dl, "train/clean/len": cl})
+                    if new_names:
+                        row.update({"train/derailed/frac": 0.5, "train/derailed/accuracy": 0.0,
+                                    "train/derailed/len_incorrect": dl, "train/derailed/len_correct": None,
+                                    "train/clean/frac": 0.5, "train/clean/accuracy": 0.88,
+                                    "train/clean/len_correct": cl, "train/clean/len_incorrect": 9.0})
+                if s % eval_every == 0:
+                    ev = start + (end - start) * t + offset + rng.gauss(0, 3.0)
+                    row.update({"eval/accuracy": 0.45, "eval/len_mean": 15.0, "eval/len_correct": 6.0,
+                                "eval/len_incorrect": 24.0})
+                    if new_names:
+                        row.update({"eval_sampled/accuracy": 0.43 + rng.gauss(0, 0.03),
+                                    "eval_sampled/derailed/len_incorrect": ev,
+                                    "eval_sampled/len_incorrect": 0.8 * ev + 1.8})
+                rows.append(row)
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (d / "summary.json").write_text(json.dumps({"status": "finished", "steps": steps}))
+            grid["arms"][d.name] = label
+            grid["runs"].append({"dir": d.name, "arm": label, "seed": seed,
+                                 "overrides": {"adv_scale": adv, "loss_agg": agg}, "config": cfg})
+    (root / "grid.json").write_text(json.dumps(grid))
+    return root
+
+
+def _axes_by_title(fig) -> dict:
+    return {ax.get_title(): ax for ax in fig.axes}
+
+
+@pytest.fixture(scope="module")
+def fake10(tmp_path_factory: pytest.TempPathFactory) -> PlotResult:
+    root = write_fake_sweep(tmp_path_factory.mktemp("fake") / "sweep")
+    return plot([root], formats=("png",))
+
+
+def test_fake_sweep_headline_is_failure_state_and_paired(fake10):
+    res = fake10
+    assert res.summary["headline_key"] == "train/derailed/len_incorrect"
+    assert res.summary["smooth"] == 10  # auto: 150 steps / 15
+    paired = {(p["metric"], p["kind"]): p for p in res.summary["paired"]}
+    g = paired[("headline_growth", "grpo_vs_drgrpo")]
+    assert g["n"] == 10 and g["signs"] == "10/10" and g["lo"] > 15 and g["excludes_zero"]
+    assert paired[("headline_growth", "length_norm")]["lo"] > 10  # the loss_agg switch carries the growth
+    std = paired[("headline_growth", "std_norm")]
+    assert abs(std["mean"]) < 5  # the adv_scale switch does little to it
+    rew = paired[("final_reward", "grpo_vs_drgrpo")]
+    assert rew["excludes_zero"] is False  # same reward in every arm
+    assert ("len_incorrect_growth", "grpo_vs_drgrpo") in paired  # the pooled length, as secondary
+    md = res.report.read_text()
+    assert "## Headline: wrong-answer length in the failure state" in md
+    assert "Fallback" not in md
+    assert "GRPO − Dr. GRPO, failure-state wrong-answer length growth: +" in md
+    assert "larger under GRPO in 10/10 seeds; the CI excludes 0." in md
+    assert "GRPO − Dr. GRPO, final reward:" in md and "the CI includes 0, so these seeds do not separate the arms" in md
+    # the figure says the same in its subtitle
+    fig = res.figures["length_growth"]
+    sub = fig.subfigs[0]._suptitle.get_text()
+    assert sub.startswith("GRPO − Dr. GRPO, paired over 10 seeds — failure-state wrong-answer growth: +")
+    assert "larger under GRPO in 10/10 seeds" in sub and "final reward" in sub and "CI includes 0" in sub
+
+
+def test_fake_sweep_figure_panels_bands_and_ylim(fake10):
+    import numpy as np
+
+    fig = fake10.figures["length_growth"]
+    axes = _axes_by_title(fig)
+    assert list(axes) == ["train reward", "wrong-answer length, failure state", "correct-answer length, clean prompts",
+                          "eval wrong-answer length, failure state\n(sampled, T = 1)",
+                          "eval accuracy\n(sampled, T = 1)"]
+    head = axes["wrong-answer length, failure state"]
+    lo, hi = head.get_ylim()
+    # robust y-limits: set by the arm means and bands (~14..42), not by the one-seed spike of 400 tokens
+    assert 0 <= lo < 16 and 40 < hi < 60, (lo, hi)
+    # the spiking seed's (smoothed) line is drawn and leaves the axes rather than setting them
+    assert max(np.nanmax(line.get_ydata()) for line in head.get_lines()) > hi
+    # every band within its metric's range: rates in [0, 1], lengths >= 0
+    for title, ax in axes.items():
+        ys = np.concatenate([p.vertices[:, 1] for coll in ax.collections for p in coll.get_paths()])
+        assert ys.min() >= 0
+        if "reward" in title or "accuracy" in title:
+            assert ys.max() <= 1
+            assert ax.get_ylim()[0] >= 0 and ax.get_ylim()[1] <= 1
+    # GRPO (dark red) and Dr. GRPO (dark blue) solid, the one-switch arms dashed
+    legend = {t.get_text().split(" [")[0]: h for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    assert legend["GRPO"].get_linestyle() == "-" and legend["Dr. GRPO"].get_linestyle() == "-"
+    assert legend["std-only fix"].get_linestyle() == "--" and legend["length-only fix"].get_linestyle() == "--"
+    assert legend["GRPO"].get_color() != legend["Dr. GRPO"].get_color()
+
+
+def test_arms_are_identified_by_knobs_not_labels(tmp_path):
+    labels = {"GRPO": "baseline", "Dr. GRPO": "fixed", "std-only fix": "a", "length-only fix": "b"}
+    root = write_fake_sweep(tmp_path / "sw", seeds=3, steps=20, eval_every=10, labels=labels)
+    res = plot([root], formats=("png",), smooth=1)
+    kinds = {(p["metric"], p["kind"]): p for p in res.summary["paired"]}
+    g = kinds[("headline_growth", "grpo_vs_drgrpo")]
+    assert g["comparison"] == "GRPO − Dr. GRPO" and g["detail"] == "baseline (group, seq_mean) − fixed (none, max_tokens)"
+    assert g["n"] == 3 and g["mean"] > 0
+    assert ("headline_growth", "length_norm") in kinds and ("headline_growth", "std_norm") in kinds
+    assert res.summary["arms"]["baseline"]["knobs"] == ["group", "seq_mean"]
+    # styles follow the knobs too
+    legend = [t.get_text() for t in res.figures["length_growth"].legends[0].get_texts()]
+    assert "baseline [group, seq_mean] (n=3)" in legend
+
+
+def test_old_metric_names_fall_back_to_pooled_and_greedy(tmp_path):
+    root = write_fake_sweep(tmp_path / "sw", seeds=3, steps=30, eval_every=10, new_names=False)
+    res = plot([root], formats=("png",))
+    assert res.summary["headline_key"] == "train/len_incorrect"
+    assert not any("derailed" in w for w in res.warnings)  # all runs are old: said in the report, not a warning
+    titles = list(_axes_by_title(res.figures["length_growth"]))
+    assert titles == ["train reward", "wrong-answer length (all prompts)", "correct-answer length",
+                      "eval wrong-answer length\n(greedy)", "eval accuracy\n(greedy)"]
+    md = res.report.read_text()
+    assert "## Headline: wrong-answer length\n" in md and "Fallback: no run logged `train/derailed/len_incorrect`" in md
+    assert "(This is the headline metric here; its paired comparisons are above.)" in md
+    assert not any(p["metric"] == "len_incorrect_growth" for p in res.summary["paired"])
+    # headline numbers are the pooled growth, exactly as metrics_math computes them
+    from drgrpo_cli.metrics_math import run_numbers
+
+    name = res.summary["arms"]["GRPO"]["runs"][0]
+    rows = [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()]
+    assert res.summary["arms"]["GRPO"]["headline"]["per_run"][name] == run_numbers(rows)["len_incorrect_growth"]
+
+
+def test_mixed_new_and_old_runs_use_the_pooled_headline_and_warn(tmp_path):
+    root = tmp_path / "sw"
+    write_fake_sweep(root / "new", seeds=2, steps=20, eval_every=10)
+    write_fake_sweep(root / "old", seeds=1, steps=20, eval_every=10, new_names=False)
+    (root / "new" / "grid.json").unlink()
+    (root / "old" / "grid.json").unlink()
+    res = plot([root / "new", root / "old"], out=tmp_path / "o", formats=("png",))
+    assert res.summary["headline_key"] == "train/len_incorrect"
+    assert any("logged by only some runs" in w for w in res.warnings)
+
+
+def test_band_clipping_and_robust_ylim_units():
+    import numpy as np
+    import pandas as pd
+
+    from drgrpo_cli.plot import _curve, bootstrap_band, robust_ylim, valid_range
+
+    assert valid_range("train/reward") == (0.0, 1.0) and valid_range("eval_sampled/accuracy") == (0.0, 1.0)
+    assert valid_range("train/derailed/len_incorrect") == (0.0, None) and valid_range("train/len_mean") == (0.0, None)
+    assert valid_range("train/loss") == (None, None)
+    # values outside the valid range (a bad log) still give a band inside it
+    idx = pd.Index([1, 2, 3], name="step")
+    frames = [pd.DataFrame({"train/reward": [1.0, 1.0, 1.0], "train/len_incorrect": [0.0, 0.0, 0.0]}, index=idx),
+              pd.DataFrame({"train/reward": [1.6, 1.4, 1.9], "train/len_incorrect": [-9.0, -8.0, 0.0]}, index=idx)]
+    c = _curve(frames, "train/reward", 1)
+    assert (c.df["hi"] <= 1).all() and (c.df["lo"] <= 1).all() and c.df["hi"].max() == 1
+    c = _curve(frames, "train/len_incorrect", 1)
+    assert (c.df["lo"] >= 0).all() and (c.df["hi"] >= 0).all()
+    # bootstrap: deterministic, inside [min, max] of the seeds, NaN with one seed
+    x = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, np.nan, np.nan, np.nan]])
+    lo, hi = bootstrap_band(x)
+    lo2, hi2 = bootstrap_band(x)
+    assert (lo == lo2)[:1].all() and 1.0 <= lo[0] < 2.5 < hi[0] <= 4.0 and np.isnan(lo[1])
+    # y-limits from the means and bands: a spike in one seed's line does not count
+    spike = pd.DataFrame({"mean": [15.0, 16.0, 15.0], "lo": [14.0, 15.0, 14.0], "hi": [16.0, 17.0, 16.0]})
+    a, b = robust_ylim([spike], "train/len_incorrect")
+    assert 0 <= a < 14 and 17 < b < 25
+    assert robust_ylim([spike.assign(mean=[0.4] * 3, lo=[0.3] * 3, hi=[0.5] * 3)], "train/reward") == pytest.approx(
+        (0.2, 0.6))  # rates: a span of at least 0.4

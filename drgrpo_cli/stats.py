@@ -1,0 +1,378 @@
+"""Paired comparisons of arms over seeds (pure Python: no numpy, no scipy, no pandas).
+
+Runs of different arms with the same seed share their prompts, environment draws and torch seed, so
+they are *pairs*. An arm comparison is therefore computed per seed first (one difference, or one
+contrast, per seed that every arm involved has) and only then summarised over seeds:
+
+* the mean of the per-seed differences with a Student-t interval, ``t_{(1+level)/2, n-1} * sd / sqrt(n)``
+  (sd with ddof=1; no interval below 2 seeds). Pairing removes the between-seed variance the arms share,
+  which an independent-arms (Welch) interval would keep;
+* the *sign count*: in how many of the ``n`` seeds the difference has the sign of the mean ("10/10").
+  It needs no distributional assumption and shows whether the effect is consistent or driven by one seed.
+
+Which comparisons (:func:`plan_contrasts`) is decided from each arm's knob values (``adv_scale``,
+``loss_agg`` from the runs' config.json), never from labels: GRPO-like = (group, seq_mean), Dr. GRPO-like
+= (none, max_tokens). With both: "GRPO − Dr. GRPO"; with all four cells of the 2x2 also the two main
+effects, per seed: length normalization = mean over the two adv_scale levels of [seq_mean − max_tokens],
+std normalization = mean over the two loss_agg levels of [group − none]. Every other arm is compared with
+a *reference* arm: the GRPO-like arm, else the one arm with loss_agg = seq_mean, else the first arm, as
+"reference − arm" (so a positive number always means "the GRPO-like arm has more of it").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from .metrics_math import finite, mean
+
+#: Confidence level of every interval reported.
+LEVEL = 0.95
+#: The knobs that identify an arm, and their TrainConfig defaults (a config without the key has the default).
+KNOBS = ("adv_scale", "loss_agg")
+KNOB_DEFAULTS = {"adv_scale": "group", "loss_agg": "seq_mean"}
+GRPO_KNOBS = ("group", "seq_mean")
+DRGRPO_KNOBS = ("none", "max_tokens")
+#: The four cells of the bias 2x2: adv_scale in (group, none) x loss_agg in (seq_mean, max_tokens).
+CELLS_2X2 = (("group", "seq_mean"), ("none", "seq_mean"), ("group", "max_tokens"), ("none", "max_tokens"))
+
+__all__ = [
+    "LEVEL", "KNOBS", "GRPO_KNOBS", "DRGRPO_KNOBS", "CELLS_2X2", "t_quantile", "t_crit", "sd", "mean_ci",
+    "Contrast", "Paired", "paired", "paired_diff", "contrast_values", "evaluate", "plan_contrasts", "knobs_of",
+    "arm_knobs", "by_seed", "describe",
+]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Student t (scipy is not a dependency): regularized incomplete beta + bisection, exact to ~1e-10
+def _betacf(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    bt = math.exp(lbt)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return bt * _betacf(a, b, x) / a
+    return 1.0 - bt * _betacf(b, a, 1.0 - x) / b
+
+
+def _t_cdf(t: float, df: float) -> float:
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Quantile of Student's t with ``df`` (> 0, may be fractional) degrees of freedom."""
+    if not 0 < p < 1 or not df > 0:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < p:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e12:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+_T_CACHE: dict[tuple[float, float], float] = {}
+
+
+def t_crit(df: float, level: float = LEVEL) -> float:
+    """The two-sided ``level`` critical value ``t_{(1+level)/2, df}`` (cached)."""
+    k = (float(df), float(level))
+    if k not in _T_CACHE:
+        _T_CACHE[k] = t_quantile(0.5 + level / 2.0, df)
+    return _T_CACHE[k]
+
+
+def sd(xs: Sequence[float]) -> float:
+    """Sample standard deviation (ddof=1); NaN below two values."""
+    n = len(xs)
+    if n < 2:
+        return math.nan
+    m = math.fsum(xs) / n
+    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (n - 1))
+
+
+def _finite_list(xs: Iterable[Any]) -> list[float]:
+    return [f for f in map(finite, xs) if f is not None]
+
+
+def mean_ci(xs: Iterable[Any], level: float = LEVEL) -> dict[str, Any]:
+    """Mean, sd (ddof=1), n and the ``level`` Student-t interval of the mean over the finite ``xs``.
+
+    ``lo``/``hi`` (and ``sd``) are NaN with fewer than two values; ``mean`` is NaN with none.
+    """
+    vals = _finite_list(xs)
+    n = len(vals)
+    m = mean(vals)
+    m = math.nan if m is None else m
+    s = sd(vals)
+    if n >= 2:
+        half = t_crit(n - 1, level) * s / math.sqrt(n)
+        lo, hi = m - half, m + half
+    else:
+        lo = hi = math.nan
+    return {"mean": m, "sd": s, "n": n, "lo": lo, "hi": hi, "values": vals}
+
+
+# ------------------------------------------------------------------------------------------------------
+# paired differences and contrasts
+def _seed_order(s: Any) -> tuple[int, float, str]:
+    f = finite(s)
+    return (0, f, "") if f is not None else (1, 0.0, str(s))
+
+
+@dataclass
+class Paired:
+    """A paired comparison over seeds: the per-seed values (differences or contrasts) and their summary."""
+
+    seeds: list[Any]  # the seeds every arm involved has, in seed order
+    diffs: list[float]  # one value per seed
+    mean: float  # NaN without seeds
+    sd: float  # ddof=1; NaN below 2 seeds
+    lo: float  # Student-t interval of the mean; NaN below 2 seeds
+    hi: float
+    same_sign: int  # seeds whose value has the sign of the mean (0 counts as its own sign)
+    level: float = LEVEL
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def signs(self) -> str:
+        """``"same_sign/n"``, e.g. ``"10/10"``; ``""`` without seeds."""
+        return f"{self.same_sign}/{self.n}" if self.n else ""
+
+    @property
+    def excludes_zero(self) -> bool | None:
+        """Whether the interval excludes 0; None without an interval."""
+        if math.isnan(self.lo):
+            return None
+        return self.lo > 0 or self.hi < 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "seeds": list(self.seeds), "diffs": list(self.diffs), "mean": self.mean, "sd": self.sd,
+                "lo": self.lo, "hi": self.hi, "same_sign": self.same_sign, "signs": self.signs,
+                "level": self.level, "excludes_zero": self.excludes_zero}
+
+
+def paired(values: Mapping[Any, Any], level: float = LEVEL) -> Paired:
+    """Summary of per-seed values (already differences or contrasts): ``{seed: value}``, non-finite skipped."""
+    items = sorted(((s, finite(v)) for s, v in values.items()), key=lambda sv: _seed_order(sv[0]))
+    items = [(s, v) for s, v in items if v is not None]
+    seeds, diffs = [s for s, _ in items], [v for _, v in items]
+    st = mean_ci(diffs, level)
+    m = st["mean"]
+    if diffs:
+        sign = (m > 0) - (m < 0)
+        same = sum(((d > 0) - (d < 0)) == sign for d in diffs)
+    else:
+        same = 0
+    return Paired(seeds=seeds, diffs=diffs, mean=m, sd=st["sd"], lo=st["lo"], hi=st["hi"], same_sign=same,
+                  level=level)
+
+
+def paired_diff(a: Mapping[Any, Any], b: Mapping[Any, Any], level: float = LEVEL) -> Paired:
+    """``a - b`` per seed over the seeds both have (finite values), then :func:`paired`."""
+    d = {}
+    for s in a:
+        if s in b:
+            x, y = finite(a[s]), finite(b[s])
+            if x is not None and y is not None:
+                d[s] = x - y
+    return paired(d, level)
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A per-seed linear combination of arms: ``sum(weight * value of arm)``.
+
+    ``kind`` (a stable identifier): ``"grpo_vs_drgrpo"``, ``"length_norm"`` / ``"std_norm"`` (the 2x2 main
+    effects) or ``"vs_reference"``. ``name``: short, for tables
+    ("GRPO − Dr. GRPO"). ``detail``: the arms and their knobs, e.g. "GRPO (group, seq_mean) − Dr. GRPO
+    (none, max_tokens)". ``plus``/``minus``: what a positive value means in words (which side is larger).
+    """
+
+    name: str
+    kind: str
+    weights: tuple[tuple[str, float], ...]
+    detail: str = ""
+    plus: str = ""
+    minus: str = ""
+
+    @property
+    def arms(self) -> list[str]:
+        return [a for a, w in self.weights if w]
+
+
+def contrast_values(c: Contrast, by_arm: Mapping[str, Mapping[Any, Any]]) -> dict[Any, float]:
+    """The contrast per seed, over the seeds for which every arm in it has a finite value."""
+    arms = c.arms
+    if not arms or any(a not in by_arm for a in arms):
+        return {}
+    seeds = set(by_arm[arms[0]])
+    for a in arms[1:]:
+        seeds &= set(by_arm[a])
+    terms = [(a, w) for a, w in c.weights if w]
+    out = {}
+    for s in seeds:
+        vals = [finite(by_arm[a][s]) for a, _ in terms]
+        if all(v is not None for v in vals):
+            out[s] = math.fsum(w * v for (_, w), v in zip(terms, vals))  # type: ignore[operator]
+    return out
+
+
+def evaluate(c: Contrast, by_arm: Mapping[str, Mapping[Any, Any]], level: float = LEVEL) -> Paired:
+    """:func:`contrast_values` summarised by :func:`paired`."""
+    return paired(contrast_values(c, by_arm), level)
+
+
+def knobs_of(config: Mapping[str, Any]) -> tuple[str, str]:
+    """``(adv_scale, loss_agg)`` of one run's config (TrainConfig defaults where a key is absent)."""
+    return tuple(str(config.get(k, KNOB_DEFAULTS[k])) for k in KNOBS)  # type: ignore[return-value]
+
+
+def arm_knobs(configs: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The knob pair shared by all runs of an arm; None when they differ or there is no run."""
+    pairs = {knobs_of(c) for c in configs}
+    return pairs.pop() if len(pairs) == 1 else None
+
+
+def _knob_text(k: tuple[str, str]) -> str:
+    return f"{k[0]}, {k[1]}"
+
+
+def plan_contrasts(knobs: Mapping[str, tuple[str, str] | None]) -> list[Contrast]:
+    """The comparisons a sweep gets, from ``{arm label: (adv_scale, loss_agg)}`` (None = arm of mixed knobs;
+    such an arm is left out). Order: GRPO − Dr. GRPO, the 2x2 main effects, then other arms vs the reference.
+    See the module docstring; labels only name things, knobs decide."""
+    arms = [a for a, k in knobs.items() if k is not None]
+    cell: dict[tuple[str, str], str] = {}
+    dup: set[tuple[str, str]] = set()
+    for a in arms:
+        k = knobs[a]
+        if k in cell:
+            dup.add(k)  # type: ignore[arg-type]
+        cell[k] = a  # type: ignore[index]
+    for k in dup:
+        del cell[k]  # two arms with the same knobs (e.g. an lr sweep): not identifiable by knobs
+    out: list[Contrast] = []
+    used: set[str] = set()
+    g, d = cell.get(GRPO_KNOBS), cell.get(DRGRPO_KNOBS)
+    if g and d:
+        out.append(Contrast(
+            name="GRPO − Dr. GRPO", kind="grpo_vs_drgrpo", weights=((g, 1.0), (d, -1.0)),
+            detail=f"{g} ({_knob_text(GRPO_KNOBS)}) − {d} ({_knob_text(DRGRPO_KNOBS)})",
+            plus=f"larger under {g}", minus=f"larger under {d}"))
+        used |= {g, d}
+    if all(k in cell for k in CELLS_2X2):
+        gs, ns, gm, nm = (cell[k] for k in CELLS_2X2)
+        out.append(Contrast(
+            name="length norm. (seq_mean − max_tokens)", kind="length_norm",
+            weights=((gs, 0.5), (gm, -0.5), (ns, 0.5), (nm, -0.5)),
+            detail=f"mean over adv_scale of [loss_agg seq_mean − max_tokens]: (({gs} − {gm}) + ({ns} − {nm})) / 2",
+            plus="larger with seq_mean", minus="larger with max_tokens"))
+        out.append(Contrast(
+            name="std norm. (group − none)", kind="std_norm",
+            weights=((gs, 0.5), (ns, -0.5), (gm, 0.5), (nm, -0.5)),
+            detail=f"mean over loss_agg of [adv_scale group − none]: (({gs} − {ns}) + ({gm} − {nm})) / 2",
+            plus="larger with adv_scale=group", minus="larger with adv_scale=none"))
+        used |= {gs, ns, gm, nm}
+    rest = [a for a in arms if a not in used]
+    if rest:
+        ref = cell.get(GRPO_KNOBS)
+        if ref is None:
+            seq = [a for a in arms if knobs[a][1] == "seq_mean"]  # type: ignore[index]
+            ref = seq[0] if len(seq) == 1 else arms[0]
+        for a in rest:
+            if a == ref:
+                continue
+            out.append(Contrast(
+                name=f"{ref} − {a}", kind="vs_reference", weights=((ref, 1.0), (a, -1.0)),
+                detail=f"{ref} ({_knob_text(knobs[ref])}) − {a} ({_knob_text(knobs[a])}); "  # type: ignore[arg-type]
+                       f"reference arm: {ref}",
+                plus=f"larger under {ref}", minus=f"larger under {a}"))
+    return out
+
+
+def by_seed(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, float | None]:
+    """``{seed: value}`` from ``(seed, value)`` pairs; a seed given twice gets the mean of its finite values."""
+    acc: dict[Any, list[float]] = {}
+    seen: list[Any] = []
+    for s, v in pairs:
+        if s not in acc:
+            acc[s] = []
+            seen.append(s)
+        f = finite(v)
+        if f is not None:
+            acc[s].append(f)
+    return {s: mean(acc[s]) for s in seen}
+
+
+def _fmt(x: float, nd: int) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:+.{nd}f}"
+
+
+def describe(c: Contrast, p: Paired, what: str, unit: str = "", nd: int = 1) -> str:
+    """One honest sentence about a paired result, e.g. "GRPO − Dr. GRPO, wrong-answer length growth: +18.2
+    tokens (95% CI [+15.0, +21.4], paired over 10 seeds); larger under GRPO in 10/10 seeds; the CI excludes 0."
+    """
+    u = f" {unit}" if unit else ""
+    if p.n == 0:
+        return f"{c.name}, {what}: no seed has every arm of this comparison."
+    pct = f"{round(100 * p.level)}%"
+    if p.n < 2:
+        return (f"{c.name}, {what}: {_fmt(p.mean, nd)}{u} from 1 seed (seed {p.seeds[0]}); no interval with one "
+                f"seed.")
+    text = f"{c.name}, {what}: {_fmt(p.mean, nd)}{u} ({pct} CI [{_fmt(p.lo, nd)}, {_fmt(p.hi, nd)}], paired over {p.n} seeds)"
+    side = c.plus if p.mean > 0 else c.minus if p.mean < 0 else ""
+    if side:
+        text += f"; {side} in {p.signs} seeds"
+    if p.excludes_zero:
+        text += "; the CI excludes 0."
+    else:
+        text += "; the CI includes 0, so these seeds do not separate the arms."
+    return text
+

@@ -1,0 +1,166 @@
+"""Paired statistics over seeds (:mod:`drgrpo_cli.stats`) and the per-run headline numbers
+(:func:`drgrpo_cli.metrics_math.run_numbers`), with numbers computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from drgrpo_cli.metrics_math import HEADLINE, HEADLINE_FALLBACK, headline, headline_key, run_numbers
+from drgrpo_cli.stats import (
+    Contrast,
+    by_seed,
+    contrast_values,
+    describe,
+    evaluate,
+    mean_ci,
+    paired,
+    paired_diff,
+    plan_contrasts,
+    t_crit,
+    t_quantile,
+)
+
+T3 = 3.1824463  # t_{0.975, 3}
+T2 = 4.3026527  # t_{0.975, 2}
+
+
+def test_t_quantiles():
+    assert t_quantile(0.975, 3) == pytest.approx(T3, rel=1e-7)
+    assert t_crit(2) == pytest.approx(T2, rel=1e-7)
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062047, rel=1e-7)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.7764451, rel=1e-7)
+    with pytest.raises(ValueError):
+        t_quantile(1.0, 3)
+
+
+def test_paired_hand_computed():
+    # diffs 1, 2, 3, 4: mean 2.5, sd sqrt(5/3) = 1.291, CI 2.5 -+ 3.182 * 1.291 / 2 = [0.446, 4.554], 4/4
+    p = paired({0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0})
+    assert p.n == 4 and p.mean == 2.5
+    assert p.sd == pytest.approx(math.sqrt(5 / 3)) and p.sd == pytest.approx(1.291, abs=1e-3)
+    assert p.lo == pytest.approx(0.446, abs=1e-3) and p.hi == pytest.approx(4.554, abs=1e-3)
+    assert p.lo == pytest.approx(2.5 - T3 * math.sqrt(5 / 3) / 2)
+    assert p.same_sign == 4 and p.signs == "4/4" and p.excludes_zero is True
+    # the same as a - b over the seeds both arms have (seed 9 only in a, seed 4 has a None, 5 a NaN: skipped)
+    a = {0: 11.0, 1: 12.0, 2: 13.0, 3: 14.0, 4: None, 5: 1.0, 9: 100.0}
+    b = {0: 10.0, 1: 10.0, 2: 10.0, 3: 10.0, 4: 1.0, 5: float("nan")}
+    q = paired_diff(a, b)
+    assert q.seeds == [0, 1, 2, 3] and q.diffs == [1.0, 2.0, 3.0, 4.0]
+    assert (q.mean, q.lo, q.hi, q.same_sign) == (p.mean, p.lo, p.hi, p.same_sign)
+    # signs of the mean; an interval including 0; one seed: no interval; none: nothing
+    r = paired({"s0": -3.0, "s1": 1.0, "s2": -1.0})
+    assert r.mean == -1.0 and r.signs == "2/3" and r.excludes_zero is False and r.lo < 0 < r.hi
+    one = paired({7: 2.0})
+    assert one.n == 1 and one.mean == 2.0 and math.isnan(one.lo) and one.excludes_zero is None and one.signs == "1/1"
+    none = paired({})
+    assert none.n == 0 and math.isnan(none.mean) and none.signs == "" and none.same_sign == 0
+    # zero differences: sd 0, a point interval
+    z = paired({0: 0.0, 1: 0.0})
+    assert z.lo == z.hi == 0.0 and z.same_sign == 2 and z.excludes_zero is False
+
+
+def test_mean_ci_and_by_seed():
+    s = mean_ci([40.0, 50.0, None, float("nan")])
+    assert s["n"] == 2 and s["mean"] == 45.0 and s["lo"] == pytest.approx(45 - 12.7062047 * 5)
+    assert math.isnan(mean_ci([1.0])["lo"]) and math.isnan(mean_ci([])["mean"])
+    assert by_seed([(0, 1.0), (1, None), (0, 3.0)]) == {0: 2.0, 1: None}  # duplicates: their mean
+
+
+# the 2x2 with 3 seeds, growth per seed (tokens)
+GS, NS, GM, NM = "GRPO", "std-only fix", "length-only fix", "Dr. GRPO"
+KNOBS = {GS: ("group", "seq_mean"), NS: ("none", "seq_mean"), GM: ("group", "max_tokens"), NM: ("none", "max_tokens")}
+VALUES = {GS: {0: 20.0, 1: 24.0, 2: 16.0}, NS: {0: 18.0, 1: 20.0, 2: 16.0},
+          GM: {0: 2.0, 1: 4.0, 2: 0.0}, NM: {0: 0.0, 1: 2.0, 2: 1.0}}
+
+
+def test_2x2_contrasts_by_hand():
+    cs = plan_contrasts(KNOBS)
+    assert [c.kind for c in cs] == ["grpo_vs_drgrpo", "length_norm", "std_norm"]
+    main, length, std = (evaluate(c, VALUES) for c in cs)
+    # GRPO - Dr. GRPO: 20, 22, 15 -> mean 19, deviations 1, 3, -4 -> var 26/2 = 13
+    assert main.diffs == [20.0, 22.0, 15.0] and main.mean == 19.0 and main.sd == pytest.approx(math.sqrt(13))
+    half = T2 * math.sqrt(13) / math.sqrt(3)
+    assert (main.lo, main.hi) == pytest.approx((19 - half, 19 + half)) and main.signs == "3/3"
+    assert (main.lo, main.hi) == pytest.approx((10.043, 27.957), abs=1e-3)
+    # length switch per seed: ((GRPO - length-only) + (std-only - Dr. GRPO)) / 2 = (18+18)/2, (20+18)/2, (16+15)/2
+    assert contrast_values(cs[1], VALUES) == {0: 18.0, 1: 19.0, 2: 15.5}
+    assert length.mean == 17.5 and length.sd == pytest.approx(math.sqrt(3.25)) and length.signs == "3/3"
+    assert (length.lo, length.hi) == pytest.approx((13.0216, 21.9784), abs=1e-4) and length.excludes_zero
+    # std switch per seed: ((GRPO - std-only) + (length-only - Dr. GRPO)) / 2 = (2+2)/2, (4+2)/2, (0-1)/2
+    assert contrast_values(cs[2], VALUES) == {0: 2.0, 1: 3.0, 2: -0.5}
+    assert std.mean == 1.5 and std.signs == "2/3" and std.excludes_zero is False
+    assert (std.lo, std.hi) == pytest.approx((-2.9784, 5.9784), abs=1e-4)
+    # a seed missing in one arm drops out of every contrast that uses that arm
+    partial = {**VALUES, NS: {0: 18.0, 1: 20.0}}
+    assert evaluate(cs[0], partial).n == 3 and evaluate(cs[1], partial).seeds == [0, 1]
+
+
+def test_plan_contrasts_uses_knobs_not_labels():
+    # non-standard labels: still GRPO - Dr. GRPO and the main effects, in fixed order
+    knobs = {"fixed": ("none", "max_tokens"), "baseline": ("group", "seq_mean"), "x": ("none", "seq_mean"),
+             "y": ("group", "max_tokens")}
+    cs = plan_contrasts(knobs)
+    assert [c.name for c in cs] == ["GRPO − Dr. GRPO", "length norm. (seq_mean − max_tokens)",
+                                    "std norm. (group − none)"]
+    assert cs[0].weights == (("baseline", 1.0), ("fixed", -1.0))
+    assert cs[0].detail == "baseline (group, seq_mean) − fixed (none, max_tokens)"
+    assert dict(cs[1].weights) == {"baseline": 0.5, "y": -0.5, "x": 0.5, "fixed": -0.5}
+    assert dict(cs[2].weights) == {"baseline": 0.5, "x": -0.5, "y": 0.5, "fixed": -0.5}
+    # the two paper arms only
+    (c,) = plan_contrasts({"Dr. GRPO": ("none", "max_tokens"), "GRPO": ("group", "seq_mean")})
+    assert c.kind == "grpo_vs_drgrpo" and c.plus == "larger under GRPO"
+    # loss-modes: adv_scale fixed, 4 loss_agg -> each arm against the seq_mean (GRPO-like) arm, reference first
+    lm = {"GRPO": ("group", "seq_mean"), "DAPO": ("group", "token_mean"), "Dr loss": ("group", "max_tokens"),
+          "sum": ("group", "seq_sum")}
+    cs = plan_contrasts(lm)
+    assert [c.name for c in cs] == ["GRPO − DAPO", "GRPO − Dr loss", "GRPO − sum"]
+    assert {c.kind for c in cs} == {"vs_reference"} and all(c.weights[0] == ("GRPO", 1.0) for c in cs)
+    # no GRPO-like arm: the one seq_mean arm is the reference
+    cs = plan_contrasts({"a": ("none", "token_mean"), "b": ("none", "seq_mean"), "c": ("none", "seq_sum")})
+    assert [c.name for c in cs] == ["b − a", "b − c"]
+    # a 2x2 plus an extra arm: the extra arm is compared with the GRPO-like arm
+    cs = plan_contrasts({**KNOBS, "DAPO": ("group", "token_mean")})
+    assert [c.kind for c in cs] == ["grpo_vs_drgrpo", "length_norm", "std_norm", "vs_reference"]
+    assert cs[-1].name == "GRPO − DAPO"
+    # arms of mixed knobs (None) are left out; two arms with the same knobs are not identifiable by knobs
+    assert plan_contrasts({"GRPO": None, "Dr. GRPO": ("none", "max_tokens")}) == []
+    cs = plan_contrasts({"g1": ("group", "seq_mean"), "g2": ("group", "seq_mean"), "d": ("none", "max_tokens")})
+    assert [c.kind for c in cs] == ["vs_reference", "vs_reference"] and cs[0].name == "g1 − g2"
+    assert plan_contrasts({"only": ("group", "seq_mean")}) == []
+
+
+def test_describe_is_honest():
+    c = Contrast("GRPO − Dr. GRPO", "grpo_vs_drgrpo", (("GRPO", 1.0), ("Dr. GRPO", -1.0)),
+                 plus="larger under GRPO", minus="larger under Dr. GRPO")
+    text = describe(c, paired({0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}), "growth", "tokens")
+    assert text == ("GRPO − Dr. GRPO, growth: +2.5 tokens (95% CI [+0.4, +4.6], paired over 4 seeds); "
+                    "larger under GRPO in 4/4 seeds; the CI excludes 0.")
+    text = describe(c, paired({0: -3.0, 1: 1.0, 2: -1.0}), "final reward", nd=3)
+    assert "larger under Dr. GRPO in 2/3 seeds; the CI includes 0, so these seeds do not separate the arms." in text
+    assert describe(c, paired({5: 2.0}), "growth", "tokens").endswith("from 1 seed (seed 5); no interval with one seed.")
+    assert "no seed has every arm" in describe(c, paired({}), "growth")
+
+
+def test_run_numbers_headline_and_fallback():
+    # step 0 is eval-only; 10 training steps; derailed wrong length 10 at step 1, 30 on the last 20% (steps 9, 10)
+    rows = [{"step": 0, "eval/accuracy": 0.1}]
+    for s in range(1, 11):
+        rows.append({"step": s, "train/reward": 0.1 * s, "train/accuracy": 0.5, "train/len_incorrect": 20.0 + s,
+                     "train/len_correct": 5.0, HEADLINE: 10.0 if s == 1 else 30.0 if s >= 9 else None})
+    rows[5]["eval/accuracy"] = 0.7
+    n = run_numbers(rows)
+    assert n["final_reward"] == pytest.approx(1.0) and n["eval_accuracy"] == 0.7
+    assert n["derailed_len_incorrect_early"] == 10.0 and n["derailed_len_incorrect_late"] == 30.0
+    assert n["derailed_len_incorrect_growth"] == 20.0
+    assert n["len_incorrect_growth"] == pytest.approx(29.5 - 21.0) and n["len_correct_growth"] == 0.0
+    assert n["headline_metric"] == HEADLINE
+    assert headline(n, HEADLINE) == {"early": 10.0, "late": 30.0, "growth": 20.0}
+    old = run_numbers([{k: v for k, v in r.items() if k != HEADLINE} for r in rows])
+    assert old["headline_metric"] == HEADLINE_FALLBACK and old["derailed_len_incorrect_growth"] is None
+    assert headline(old, HEADLINE_FALLBACK)["growth"] == old["len_incorrect_growth"]
+    # one metric for a whole sweep: the fallback unless every run has the headline
+    assert headline_key([n, n]) == HEADLINE
+    assert headline_key([n, old]) == HEADLINE_FALLBACK and headline_key([]) == HEADLINE_FALLBACK
+    assert run_numbers([])["final_reward"] is None  # nothing logged: None, not an error
