@@ -116,6 +116,12 @@ def train_cli(
     micro_batches: Annotated[Optional[int], _opt("--micro-batches", panel=_PANEL_PPO,
         help="Gradient-accumulation splits of each mini-batch (same gradient in every loss mode)."
              + _d(_D.micro_batches))] = None,
+    max_tokens_per_micro_batch: Annotated[Optional[int], _opt("--max-tokens-per-micro-batch", panel=_PANEL_PPO,
+        help="Token budget of a micro-batch (rows x (longest prompt + longest response)); each mini-batch is "
+             "split greedily in length order to fit it (a longer row gets its own micro-batch). Same gradient "
+             "in every loss mode. 0 = auto: 65536 on CPU, sized from free GPU memory and the model on CUDA. "
+             "Used when --micro-batches is 1 (a count split otherwise; setting both is an error)."
+             + _d("0 (auto)"))] = None,
     max_grad_norm: Annotated[Optional[float], _opt("--max-grad-norm", panel=_PANEL_PPO,
         help="Gradient-norm clip; 0 = off." + _d(_D.max_grad_norm))] = None,
     adv_std_ddof: Annotated[Optional[int], _opt("--adv-std-ddof", panel=_PANEL_PPO,

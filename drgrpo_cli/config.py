@@ -13,6 +13,11 @@ Choices made here and why:
   ``adv_eps=1e-6`` (verl's); both are explicit fields so a run records exactly what it used.
 * ``loss_max_tokens`` defaults to the generation budget ``max_tokens`` (the paper's code divides by the
   generation budget); it is resolved once at validation, so the saved config holds the number used.
+* Micro-batches: ``micro_batches`` > 1 splits each mini-batch into that many equal row counts (the budget
+  must then be unset); otherwise ``max_tokens_per_micro_batch`` splits it by tokens
+  (:mod:`drgrpo_cli.microbatch`). 0/None = auto: a fixed 65536 off CUDA, resolved here and saved; on
+  CUDA sized from the free memory and the model at train start (left None here; the trainer logs it as
+  ``train/micro_batch_tokens`` and in ``summary.json``). Either way the gradient is the same.
 * Validation happens here, before any work: every bad value raises ``ConfigError`` with one line.
 """
 
@@ -84,6 +89,7 @@ class TrainConfig:
     ppo_epochs: int = 1
     mini_batches: int = 1  # optimizer steps per epoch over one rollout batch
     micro_batches: int = 1  # gradient-accumulation splits of each mini-batch
+    max_tokens_per_micro_batch: int | None = None  # token budget per micro-batch; None/0 = auto (see validate)
 
     # --- built-in task --------------------------------------------------------------------------
     derail_prob: float = 0.5  # share of rollouts whose second operand is hidden (the failure state)
@@ -147,6 +153,12 @@ class TrainConfig:
             raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}")
         if not 0 <= self.derail_prob <= 1:
             raise ConfigError(f"derail_prob must be in [0, 1], got {self.derail_prob}")
+        if self.max_tokens_per_micro_batch is not None and self.max_tokens_per_micro_batch < 0:
+            raise ConfigError(f"max_tokens_per_micro_batch must be >= 0 (0 = auto), "
+                              f"got {self.max_tokens_per_micro_batch}")
+        if self.max_tokens_per_micro_batch and self.micro_batches > 1:
+            raise ConfigError(f"micro_batches={self.micro_batches} and max_tokens_per_micro_batch="
+                              f"{self.max_tokens_per_micro_batch} both split the mini-batch; set one of them")
         if self.loss_max_tokens is not None and self.loss_max_tokens < 1:
             raise ConfigError(f"loss_max_tokens must be >= 1, got {self.loss_max_tokens}")
         batch = self.prompts_per_step * self.group_size
@@ -164,6 +176,8 @@ class TrainConfig:
             resolved = dataclasses.replace(resolved, loss_max_tokens=self.max_tokens)
         if self.epsilon_high is None:
             resolved = dataclasses.replace(resolved, epsilon_high=self.epsilon)
+        if self.micro_batches > 1 or not self.max_tokens_per_micro_batch:
+            resolved = dataclasses.replace(resolved, max_tokens_per_micro_batch=_micro_batch_budget(self))
         if self.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
             resolved = dataclasses.replace(resolved, eval_samples=4 if self.task == "builtin" else 0)
         return resolved
@@ -196,6 +210,21 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _micro_batch_budget(cfg: TrainConfig) -> int | None:
+    """The resolved ``max_tokens_per_micro_batch``: None when ``micro_batches`` > 1 (a count split) or on
+    CUDA without a budget (sized from the device at train start); the given budget; else the fixed CPU
+    default."""
+    if cfg.micro_batches > 1:
+        return None
+    if cfg.max_tokens_per_micro_batch:
+        return cfg.max_tokens_per_micro_batch
+    if cfg.device.startswith("cuda"):
+        return None
+    from .microbatch import CPU_DEFAULT_TOKENS
+
+    return CPU_DEFAULT_TOKENS
 
 
 def field_names() -> list[str]:

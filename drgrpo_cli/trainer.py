@@ -12,8 +12,12 @@ Choices and why:
   the one being updated, so ``old_logp = logp.detach()`` (ratio exactly 1) and no second forward is
   spent; otherwise old log-probs are recomputed once, before any update, by the training model (also when
   a vLLM engine sampled: its numerics differ slightly from the trainer's).
-* Gradient accumulation (``micro_batches``) passes the mini-batch's global counts to ``aggregate_loss``,
-  so every loss mode gives the same gradient however the mini-batch is split.
+* Gradient accumulation passes the mini-batch's global counts to ``aggregate_loss``, so every loss mode
+  gives the same gradient however the mini-batch is split: into ``micro_batches`` equal row counts when
+  that is > 1, else by the token budget ``max_tokens_per_micro_batch`` (:mod:`drgrpo_cli.microbatch`;
+  on CUDA without a budget it is sized from the free memory once, at start, and logged as
+  ``train/micro_batch_tokens`` in the process's first metrics row, ``train/micro_batches`` in every row,
+  and ``micro_batch_tokens`` in ``summary.json``). Old and reference log-probs use the same micro-batches.
 * Resume: ``checkpoint/state.pt`` holds model, optimizer, torch and Python RNG states and the step; on
   resume the metric and sample rows written after the checkpoint are dropped and recomputed, so a
   resumed run's metrics equal an uninterrupted run's (up to the wall-clock ``time/*`` fields).
@@ -177,6 +181,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
 
     from .models import load_model, load_tokenizer, resolve_model_path
     from .objectives import aggregate_loss, compute_advantages, group_pass_stats, masked_mean, ppo_token_loss
+    from .microbatch import auto_budget, plan_micro_batches
     from .packing import packed_logprobs, response_mask
     from .rollout import make_backend
 
@@ -204,6 +209,10 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     backend = make_backend(cfg.backend, model, tok, stop_strings=task.stop_strings, model_path=path, config=cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                             weight_decay=cfg.weight_decay)
+    budget = cfg.max_tokens_per_micro_batch  # None only when micro_batches > 1, or on CUDA (sized here)
+    sized_now = cfg.micro_batches == 1 and budget is None
+    if sized_now:
+        budget, _ = auto_budget(model, gradient_checkpointing=cfg.gradient_checkpointing)
     pad_id = tok.pad_token_id
     G = cfg.group_size
     enc_cache: dict[str, list[int]] = {}
@@ -312,6 +321,14 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             mask, adv_d = response_mask(batch.responses).to(dev), adv.to(dev)  # [N, R], [N]
             N, R = mask.shape
 
+            prompt_lens, response_lens = [len(p) for p in prompts], [len(x) for x in batch.responses]
+
+            def micro_split(mb):
+                """The micro-batches (row-index tensors) of the mini-batch ``mb``."""
+                if cfg.micro_batches > 1:
+                    return _chunks(mb, cfg.micro_batches)
+                return plan_micro_batches(mb, prompt_lens, response_lens, budget)
+
             def score(m, rows, with_entropy=False):
                 """(logp, entropy, mask) ``[len(rows), R]`` of the batch rows ``rows`` under model ``m``."""
                 rows = rows.tolist()
@@ -323,15 +340,14 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             ref_logp = None
             if not on_policy or ref is not None:
                 with torch.no_grad():
-                    olds, refs = [], []
-                    for sl in _chunks(torch.arange(N), cfg.mini_batches * cfg.micro_batches):
-                        if not on_policy:
-                            olds.append(score(model, sl)[0])
-                        if ref is not None:
-                            refs.append(score(ref, sl)[0])
-                    old_logp = torch.cat(olds) if olds else None
-                    ref_logp = torch.cat(refs) if refs else None
-            stats = {"loss": [], "grad_norm": [], "entropy": [], "clip": [], "kl": []}
+                    old_logp = None if on_policy else torch.zeros(N, R, device=dev)
+                    ref_logp = None if ref is None else torch.zeros(N, R, device=dev)
+                    for sl in [s for part in _chunks(torch.arange(N), cfg.mini_batches) for s in micro_split(part)]:
+                        if old_logp is not None:
+                            old_logp[sl.to(dev)] = score(model, sl)[0]
+                        if ref_logp is not None:
+                            ref_logp[sl.to(dev)] = score(ref, sl)[0]
+            stats = {"loss": [], "grad_norm": [], "entropy": [], "clip": [], "kl": [], "micro": 0}
             row_ent = torch.zeros(N)  # per-response entropy sums over the first epoch, for the per-tag entropy
             for _epoch in range(cfg.ppo_epochs):
                 order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
@@ -339,7 +355,8 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                     opt.zero_grad(set_to_none=True)
                     mb_tokens = int(mask[mb].sum().item())
                     mb_loss = 0.0
-                    for micro in _chunks(mb, cfg.micro_batches):
+                    for micro in micro_split(mb):
+                        stats["micro"] += 1
                         logp, ent, _ = score(model, micro, with_entropy=True)  # [n, R]; 0 past each response
                         old = logp.detach() if old_logp is None else old_logp[micro]
                         tl, st = ppo_token_loss(logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
@@ -382,6 +399,10 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                 row[f"train/{tag}/entropy"] = e
             if cfg.beta > 0:
                 row["train/kl"] = sum(stats["kl"]) / n_updates
+            if sized_now:  # the budget depends on the device: logged, not in config.json
+                row["train/micro_batches"] = stats["micro"]
+                if not last:
+                    row["train/micro_batch_tokens"] = budget
             for k in range(G + 1):
                 row[f"difficulty/k{k}/groups"] = int(diff["count"][k])
                 row[f"difficulty/k{k}/abs_adv"] = float(diff["abs_adv"][k])
@@ -410,6 +431,8 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     summary = summarize(rows, cfg)
     summary.update({"status": "finished", "wall_s": round(time.time() - t_start, 2), "model_path": str(path),
                     "provenance": json.loads((out / runlog.PROVENANCE).read_text())})
+    if sized_now:
+        summary["micro_batch_tokens"] = budget
     runlog.write_json_atomic(out / runlog.SUMMARY, summary)
     shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
     return summary
