@@ -205,3 +205,12 @@ def test_a_budget_sized_at_train_start_is_logged(tmp_path, small_model, monkeypa
     assert rows[0]["train/micro_batch_tokens"] == 64 and "train/micro_batch_tokens" not in rows[1]
     assert all(r["train/micro_batches"] > 1 for r in rows)  # 16 rows of up to ~30 tokens do not fit in 64
     assert summary["micro_batch_tokens"] == 64
+
+
+def test_the_paper_grid_leaves_the_split_to_the_token_budget():
+    from drgrpo_cli.grid import load_grid
+
+    for r in load_grid("qwen-math-1.5b-2x2").runs:
+        c = r.config.validate()
+        assert (c.device, c.micro_batches, c.max_tokens_per_micro_batch) == ("cuda", 1, None)  # sized at start
+        assert c.gradient_checkpointing and c.mini_batches == 8
