@@ -727,7 +727,23 @@ def _fig_length_growth(ctx: _Ctx, paired: Sequence[dict[str, Any]]) -> Any:
             ax.axvspan(0.5, first + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
             ax.axvspan(n - last + 0.5, n + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
         _set_ylim(ax, curves, key)
+        _budget_line(ax, ctx, key)
     return fig
+
+
+def _budget_line(ax: Any, ctx: _Ctx, key: str) -> None:
+    """A length panel that reaches the generation budget shows it: responses there are truncated (reward 0)."""
+    budgets = {r.config.get("max_tokens") for r in ctx.runs}
+    if "len" not in key.rsplit("/", 1)[-1] or len(budgets) != 1 or not isinstance(next(iter(budgets)), int):
+        return
+    budget = next(iter(budgets))
+    lo, hi = ax.get_ylim()
+    if hi < 0.8 * budget:
+        return
+    ax.set_ylim(lo, max(hi, budget * 1.06))
+    ax.axhline(budget, color="0.35", linestyle=":", linewidth=1.4, zorder=1)
+    ax.annotate(f"budget {budget}: truncated, reward 0", (0.02, budget), xycoords=("axes fraction", "data"),
+                xytext=(0, 3), textcoords="offset points", fontsize=10, color="0.3", va="bottom")
 
 
 def _fig_token_efficiency(ctx: _Ctx) -> Any:

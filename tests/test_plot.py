@@ -687,3 +687,17 @@ def test_band_clipping_and_robust_ylim_units():
     assert 0 <= a < 14 and 17 < b < 25
     assert robust_ylim([spike.assign(mean=[0.4] * 3, lo=[0.3] * 3, hi=[0.5] * 3)], "train/reward") == pytest.approx(
         (0.2, 0.6))  # rates: a span of at least 0.4
+
+
+@pytest.mark.parametrize("budget, shown", [(44, True), (200, False)])
+def test_length_panels_show_the_budget_only_when_curves_reach_it(tmp_path, budget, shown):
+    root = write_fake_sweep(tmp_path / "sweep", seeds=3, steps=60)
+    for cfg_path in root.glob("*/config.json"):
+        cfg = json.loads(cfg_path.read_text())
+        cfg_path.write_text(json.dumps({**cfg, "max_tokens": budget}))
+    res = plot([root], formats=("png",))
+    head = _axes_by_title(res.figures["length_growth"])["wrong-answer length, failure state"]
+    budget_lines = [ln for ln in head.get_lines() if list(ln.get_ydata()) == [budget, budget]]
+    assert bool(budget_lines) is shown
+    if shown:
+        assert head.get_ylim()[1] >= budget and any(f"budget {budget}" in t.get_text() for t in head.texts)
