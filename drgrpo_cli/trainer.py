@@ -129,7 +129,7 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
         return "fresh"
     if not resume:
         raise RunExistsError(f"{out} already holds a {state} run; pass --resume to continue it or --force to start over")
-    saved = TrainConfig.load(out / runlog.CONFIG).to_dict()
+    saved = TrainConfig.load(out / runlog.CONFIG).validate().to_dict()  # a run saved before "auto" was resolved
     if saved != cfg.to_dict():
         diff = sorted(k for k in saved if saved[k] != cfg.to_dict().get(k))
         raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
