@@ -18,7 +18,11 @@ Choices made here and why:
   ``validate()`` with :func:`resolve_dtype` / :func:`resolve_backend` (the same functions the model loader
   and ``rollout.make_backend`` use, so the record cannot disagree with what ran). ``vllm_max_model_len=None``
   stays None: it means the model's own context length as vLLM reads it from the model's config, which
-  is only known once the engine has loaded the model.
+  is only known once the engine has loaded the model. ``question_field``/``answer_field`` None means "detect
+  the dataset's columns"; the trainer resolves them from the datasets' first rows
+  (:func:`drgrpo_cli.mathtask.resolve_fields`) before ``config.json`` is written, so it records the names
+  used (a field stays None only when the datasets of one run name that column differently: each then uses
+  its own, as printed).
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ class TrainConfig:
     # --- math task (real models) ------------------------------------------------------------------
     dataset: str | None = None
     eval_datasets: tuple[str, ...] = ()
-    question_field: str = "problem"
-    answer_field: str = "answer"
+    question_field: str | None = None  # None -> detected: problem, question or prompt (mathtask.resolve_fields)
+    answer_field: str | None = None  # None -> detected: answer, solution or ground_truth
     template: str = "none"
     eval_max_prompts: int = 128
 
@@ -185,6 +189,9 @@ class TrainConfig:
             resolved = dataclasses.replace(resolved, epsilon_high=self.epsilon)
         if self.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
             resolved = dataclasses.replace(resolved, eval_samples=4 if self.task == "builtin" else 0)
+        if self.task == "builtin" and (self.question_field, self.answer_field) != (None, None):
+            # dataset columns mean nothing to the built-in task (older drgrpo saved "problem"/"answer" here)
+            resolved = dataclasses.replace(resolved, question_field=None, answer_field=None)
         if self.dtype == "auto":
             resolved = dataclasses.replace(resolved, dtype=resolve_dtype(self.dtype, self.device))
         if self.backend == "auto":

@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,10 @@ def train(
 ) -> dict[str, Any]:
     """Run (or resume) one training run into ``out_dir``; returns the summary dict."""
     cfg = config.validate()
+    if cfg.task == "math":  # detected dataset columns go into config.json
+        from .mathtask import resolve_fields
+
+        cfg = resolve_fields(cfg, echo=(lambda line: print(line, file=sys.stderr)) if progress else None)
     out = Path(out_dir)
     mode = _prepare_dir(cfg, out, resume, force)
     if mode == "done":

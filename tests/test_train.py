@@ -125,7 +125,7 @@ def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
     old = TrainConfig().to_dict()  # as an older drgrpo saved it: dtype/backend "auto", no vllm_* keys
     for k in ("vllm_gpu_memory_utilization", "vllm_enable_sleep", "vllm_max_model_len"):
         old.pop(k)
-    old.update(loss_max_tokens=64, epsilon_high=0.2, eval_samples=4)
+    old.update(loss_max_tokens=64, epsilon_high=0.2, eval_samples=4, question_field="problem", answer_field="answer")
     (out / "config.json").write_text(json.dumps(old))
     assert _prepare_dir(TrainConfig().validate(), out, resume=True, force=False) == "resume"
 
