@@ -1125,10 +1125,26 @@ def _runs_text(ctx: _Ctx, runs: Sequence[_Run]) -> str:
             continue
         seeds = [r.seed for r in mine]
         if len(set(map(str, seeds))) == len(seeds):
-            parts.append(f"{arm}: seed{'s' if len(seeds) > 1 else ''} {', '.join(_fmt_value(x) for x in seeds)}")
+            parts.append(f"{arm}: seed{'s' if len(seeds) > 1 else ''} {_seed_ranges(seeds)}")
         else:
             parts.append(f"{arm}: {', '.join(r.name for r in mine)}")
     return "; ".join(parts)
+
+
+def _seed_ranges(seeds: Sequence[Any]) -> str:
+    """``0, 2-5, 9`` for integer seeds (runs of three or more consecutive seeds as a range), else as listed."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        return ", ".join(_fmt_value(x) for x in seeds)
+    out: list[str] = []
+    xs = sorted(seeds)
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        out += [f"{xs[i]}-{xs[j]}"] if j - i >= 2 else [str(x) for x in xs[i:j + 1]]
+        i = j + 1
+    return ", ".join(out)
 
 
 def _provenance_groups(ctx: _Ctx) -> list[tuple[dict[str, str], list[_Run]]]:

@@ -795,3 +795,11 @@ def test_code_dirty_reads_the_recorded_files():
     state = git_state()
     assert set(state) == {"commit", "dirty", "dirty_files"}
     assert state["dirty"] is None or state["dirty"] == bool(state["dirty_files"])
+
+
+def test_seed_ranges_are_compact():
+    from drgrpo_cli.plot import _seed_ranges
+
+    assert _seed_ranges([2, 3, 4, 5, 6, 7, 8, 9]) == "2-9"
+    assert _seed_ranges([0, 1, 3, 5, 6, 7]) == "0, 1, 3, 5-7"
+    assert _seed_ranges(["a", "b"]) == "a, b" and _seed_ranges([1]) == "1"
