@@ -1,4 +1,4 @@
-"""Time-to-figure: `drgrpo ablate` (the default 2x2 x 1 seed) + `drgrpo plot`, wall clock, as a newcomer runs it.
+"""Time-to-figure: `drgrpo ablate` (the default 2x2 x 3 paired seeds) + `drgrpo plot`, wall clock, as a newcomer runs it.
 
     python benchmarks/time_to_figure.py [--fresh-base] [--workers N] [--set steps=200 ...]
 

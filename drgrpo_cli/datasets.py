@@ -23,6 +23,12 @@ Choices made here and why:
 * ``Problem.source`` is :func:`dataset_name` of the spec (the file stem, or the hub name's last part),
   the short name used in metric keys.
 * ``limit`` keeps the first ``limit`` problems in file order (JSONL stops reading there).
+* Column names: a field given as None is detected from the first row's columns, the first of
+  :data:`QUESTION_FIELDS` (``problem``, ``question``, ``prompt``) and of :data:`ANSWER_FIELDS` (``answer``,
+  ``solution``, ``ground_truth``) that the data has (an exact name first, then ignoring case), in that
+  order, so MATH-style data with both ``answer`` and ``solution`` uses ``answer``. Data with none of them
+  fails with one line listing the columns it has. :func:`dataset_fields` gives the names without reading
+  further than the first row (the trainer uses it to record them and to say which were used).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from typing import Any, Iterable, Iterator
 from drgrpo_cli.math_reward import last_boxed
 
 FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+#: Column names detected when no field is given, in order of preference.
+QUESTION_FIELDS = ("problem", "question", "prompt")
+ANSWER_FIELDS = ("answer", "solution", "ground_truth")
 MISSING_DATASETS = "the datasets library is not installed: install drgrpo[math] (pip install 'drgrpo[math]')"
 
 
@@ -66,41 +75,69 @@ def dataset_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "dataset"
 
 
+def detect_fields(columns: Iterable[Any], question_field: str | None = None, answer_field: str | None = None,
+                  where: str = "dataset") -> tuple[str, str]:
+    """``(question_field, answer_field)`` for data with these ``columns``: a given name is kept as it is, a None
+    one is the first of :data:`QUESTION_FIELDS` / :data:`ANSWER_FIELDS` present (exact name first, then
+    ignoring case); none present is a one-line :class:`DatasetError` listing the columns."""
+    cols = [str(c) for c in columns]
+
+    def pick(given: str | None, names: tuple[str, ...], what: str, option: str) -> str:
+        if given is not None:
+            return given
+        for name in names:
+            if name in cols:
+                return name
+        lower = {c.lower(): c for c in reversed(cols)}
+        for name in names:
+            if name in lower:
+                return lower[name]
+        have = ", ".join(cols) or "none"
+        raise DatasetError(f"{where}: no {what} column (looked for {', '.join(names)}); its columns are: {have}; "
+                           f"pass {option}")
+
+    return (pick(question_field, QUESTION_FIELDS, "question", "--question-field"),
+            pick(answer_field, ANSWER_FIELDS, "answer", "--answer-field"))
+
+
+def dataset_fields(spec: str, question_field: str | None = None,
+                   answer_field: str | None = None) -> tuple[str, str]:
+    """The (question, answer) column names :func:`load_problems` uses for ``spec`` with these fields (None =
+    detected from the first row); reads the first row only (a hub dataset is loaded)."""
+    if question_field is not None and answer_field is not None:
+        return question_field, answer_field
+    rows, where_file, is_file = _open_rows(spec)
+    first = next(iter(rows), None)
+    if first is None:
+        raise _empty(where_file, is_file)
+    where, row = first
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where_file}, {where}: expected a JSON object, got {type(row).__name__}")
+    return detect_fields(row.keys(), question_field, answer_field, where_file)
+
+
 def load_problems(
     spec: str,
-    question_field: str = "problem",
-    answer_field: str = "answer",
+    question_field: str | None = None,
+    answer_field: str | None = None,
     limit: int | None = None,
 ) -> list[Problem]:
-    """The problems in ``spec`` (a local .jsonl/.json/.csv/.parquet file or a ``datasets`` name)."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise DatasetError(f"dataset must be a file path or a datasets name, got {spec!r}")
+    """The problems in ``spec`` (a local .jsonl/.json/.csv/.parquet file or a ``datasets`` name); a field
+    that is None is detected from the first row (:func:`detect_fields`)."""
+    _check_spec(spec)
     if limit is not None and limit < 1:
         raise DatasetError(f"limit must be >= 1, got {limit}")
     source = dataset_name(spec)
-    path = Path(spec).expanduser()
-    if path.is_file():
-        suffix = path.suffix.lower()
-        readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
-                   ".parquet": _read_parquet}
-        if suffix not in readers:
-            raise DatasetError(f"{spec}: unknown file type {suffix or '(none)'!r}; use one of "
-                               f"{', '.join(FILE_EXTENSIONS)}")
-        rows = readers[suffix](path, spec)
-        where_file = spec
-    elif path.is_dir():
-        raise DatasetError(f"{spec}: is a directory; pass a .jsonl/.json/.csv/.parquet file or a datasets name")
-    elif _is_file_spec(spec):
-        raise DatasetError(f"{spec}: no such file")
-    else:
-        rows = _read_hub(spec)
-        where_file = f"dataset {spec}"
+    rows, where_file, is_file = _open_rows(spec)
     problems: list[Problem] = []
     for where, row in rows:
         if limit is not None and len(problems) >= limit:
             break
-        question = _field(row, question_field, where_file, where)
-        answer = _field(row, answer_field, where_file, where)
+        if question_field is None or answer_field is None:
+            if isinstance(row, dict):
+                question_field, answer_field = detect_fields(row.keys(), question_field, answer_field, where_file)
+        question = _field(row, question_field or "", where_file, where)
+        answer = _field(row, answer_field or "", where_file, where)
         if any(cmd in answer for cmd in ("\\boxed", "\\fbox")):
             boxed = last_boxed(answer)
             if boxed is None or not boxed.strip():
@@ -111,9 +148,36 @@ def load_problems(
             raise DatasetError(f"{where_file}, {where}: field 'solution' has no \\boxed{{...}} answer")
         problems.append(Problem(question=question, answer=answer, source=source))
     if not problems:
-        raise DatasetError(f"{where_file}: empty file (no problems)" if path.is_file()
-                           else f"{where_file}: no problems")
+        raise _empty(where_file, is_file)
     return problems
+
+
+def _check_spec(spec: Any) -> None:
+    if not isinstance(spec, str) or not spec.strip():
+        raise DatasetError(f"dataset must be a file path or a datasets name, got {spec!r}")
+
+
+def _empty(where_file: str, is_file: bool) -> DatasetError:
+    return DatasetError(f"{where_file}: empty file (no problems)" if is_file else f"{where_file}: no problems")
+
+
+def _open_rows(spec: str) -> tuple[Iterable[tuple[str, Any]], str, bool]:
+    """(rows as ``(where, row)``, the name errors use, whether it is a local file) for a dataset spec."""
+    _check_spec(spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        readers = {".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
+                   ".parquet": _read_parquet}
+        if suffix not in readers:
+            raise DatasetError(f"{spec}: unknown file type {suffix or '(none)'!r}; use one of "
+                               f"{', '.join(FILE_EXTENSIONS)}")
+        return readers[suffix](path, spec), spec, True
+    if path.is_dir():
+        raise DatasetError(f"{spec}: is a directory; pass a .jsonl/.json/.csv/.parquet file or a datasets name")
+    if _is_file_spec(spec):
+        raise DatasetError(f"{spec}: no such file")
+    return _read_hub(spec), f"dataset {spec}", False
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ Choices and why:
   file order (deterministic, the same for every arm and seed). The trainer reports
   ``eval/<name>/accuracy|len_correct|len_incorrect`` per set and the pooled ``eval/*``. Without
   ``--eval-dataset`` there is no eval set and the trainer skips eval.
+* Column names: ``question_field``/``answer_field`` None means detected (:func:`drgrpo_cli.datasets.detect_fields`).
+  :func:`resolve_fields` resolves them before a run starts (the trainer calls it, so ``config.json`` names
+  the columns used) and says in one line which were used; when the run's datasets name a column
+  differently, that field stays None and each dataset uses its own (that line lists them per dataset).
 * Every dataset is read when the task is built, before the first step, so a bad file fails at once with
   the one-line :class:`~drgrpo_cli.datasets.DatasetError` / :class:`~drgrpo_cli.templates.TemplateError`
   (both ``ValueError``; ``drgrpo train`` prints them as one line, exit code 2). A missing math-verify is a
@@ -29,15 +33,36 @@ Choices and why:
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from typing import Any
+from typing import Any, Callable
 
-from .datasets import Problem, dataset_name, load_problems
+from .datasets import Problem, dataset_fields, dataset_name, load_problems
 from .templates import load_template
 
 
 class MathTaskError(ValueError):
     """The math task cannot be set up; the message is one line."""
+
+
+def resolve_fields(cfg: Any, echo: Callable[[str], None] | None = None) -> Any:
+    """``cfg`` with ``question_field``/``answer_field`` detected from the datasets' first rows where they are None
+    (a math config; anything else is returned as it is). ``echo`` gets one line saying which were used."""
+    if cfg.task != "math" or not cfg.dataset or (cfg.question_field is not None and cfg.answer_field is not None):
+        return cfg
+    specs = list(dict.fromkeys([cfg.dataset, *cfg.eval_datasets]))
+    found = {spec: dataset_fields(spec, cfg.question_field, cfg.answer_field) for spec in specs}
+    qs, ans = {q for q, _ in found.values()}, {a for _, a in found.values()}
+    out = dataclasses.replace(cfg, question_field=next(iter(qs)) if len(qs) == 1 else None,
+                              answer_field=next(iter(ans)) if len(ans) == 1 else None)
+    if echo is not None:
+        how = "choose with --question-field / --answer-field"
+        if len(qs) == 1 and len(ans) == 1:
+            echo(f"dataset columns: question {out.question_field!r}, answer {out.answer_field!r} (detected; {how})")
+        else:
+            per = "; ".join(f"{dataset_name(s)}: {q!r}, {a!r}" for s, (q, a) in found.items())
+            echo(f"dataset columns (question, answer), detected per dataset: {per} ({how})")
+    return out
 
 
 class MathTask:

@@ -26,11 +26,12 @@ def resolve_model_path(model: str) -> str:
 
 
 def torch_dtype(dtype: str, device: str):
+    """The torch dtype for ``dtype`` on ``device`` (``auto``: :func:`drgrpo_cli.config.resolve_dtype`)."""
     import torch
 
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, dtype)
+    from .config import resolve_dtype
+
+    return getattr(torch, resolve_dtype(dtype, device))
 
 
 def quiet_transformers() -> None:

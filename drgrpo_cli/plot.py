@@ -29,6 +29,12 @@ Conventions
   the arm means and bands (1st-99th percentile, padded), so one seed's spike cannot set the scale.
 * **Difficulty** (``difficulty_bias``): per arm, pooled over all steps and seeds, the mean weight of a group
   with k of G correct is ``sum n_k a_k / sum n_k`` (``difficulty/k{k}/groups`` = n_k, ``.../abs_adv`` = a_k).
+* **Provenance.** The report's "Provenance" table has one row per distinct record (drgrpo version and
+  commit, library versions, machine, threads, base weights' sha256, from each run's ``provenance.json``,
+  else the copy in ``summary.json``) and which runs share it; runs from before provenance was recorded
+  say "not recorded". Runs that differ in library versions (python included), base weights or drgrpo
+  commit (a checkout with uncommitted code changes counts as another commit; edits to docs do not) are a warning: same seed then no
+  longer means the same random stream, so a paired difference mixes the arms' effect with the code's.
 * **Robustness.** Torn last lines, partial and failed runs plot what exists and warn; nothing to plot, a
   bad option or an unknown ``metrics`` key raise :class:`PlotError` (one line) before anything is written.
   Figures are ``matplotlib.figure.Figure`` objects (no pyplot); matplotlib/pandas/numpy load lazily.
@@ -60,7 +66,7 @@ from .metrics_math import (
     tail_mean,
     train_series,
 )
-from .runlog import CONFIG, METRICS, read_jsonl, read_summary, run_state
+from .runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
 from .stats import (
     DRGRPO_KNOBS,
     GRPO_KNOBS,
@@ -205,6 +211,7 @@ class _Run:
     arm_source: str = ""
     frame: Any = None  # pandas DataFrame indexed by step
     numbers: dict[str, Any] = field(default_factory=dict)  # metrics_math.run_numbers of its rows
+    provenance: dict[str, Any] | None = None  # provenance.json (or summary.json's copy); None = not recorded
 
     @property
     def seed(self) -> Any:
@@ -319,7 +326,17 @@ def _load_run(path: Path, name: str, root: Path | None, warnings: list[str]) -> 
         warnings.append(f"{name}: unreadable metrics.jsonl ({e}); skipped")
         return None
     rows = [r for r in rows if isinstance(r, dict)]
-    return _Run(path=path, name=name, config=config, rows=rows, torn=torn, state=run_state(path), root=root)
+    return _Run(path=path, name=name, config=config, rows=rows, torn=torn, state=run_state(path), root=root,
+                provenance=_read_provenance(path))
+
+
+def _read_provenance(path: Path) -> dict[str, Any] | None:
+    """The run's provenance record: ``provenance.json``, else the copy in ``summary.json``, else None."""
+    try:
+        prov = json.loads((path / PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        prov = (read_summary(path) or {}).get("provenance")
+    return prov if isinstance(prov, dict) else None
 
 
 def _discover(paths: Sequence[Path], warnings: list[str]) -> tuple[list[_Run], list[Path]]:
@@ -727,7 +744,23 @@ def _fig_length_growth(ctx: _Ctx, paired: Sequence[dict[str, Any]]) -> Any:
             ax.axvspan(0.5, first + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
             ax.axvspan(n - last + 0.5, n + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
         _set_ylim(ax, curves, key)
+        _budget_line(ax, ctx, key)
     return fig
+
+
+def _budget_line(ax: Any, ctx: _Ctx, key: str) -> None:
+    """A length panel that reaches the generation budget shows it: responses there are truncated (reward 0)."""
+    budgets = {r.config.get("max_tokens") for r in ctx.runs}
+    if "len" not in key.rsplit("/", 1)[-1] or len(budgets) != 1 or not isinstance(next(iter(budgets)), int):
+        return
+    budget = next(iter(budgets))
+    lo, hi = ax.get_ylim()
+    if hi < 0.8 * budget:
+        return
+    ax.set_ylim(lo, max(hi, budget * 1.06))
+    ax.axhline(budget, color="0.35", linestyle=":", linewidth=1.4, zorder=1)
+    ax.annotate(f"budget {budget}: truncated, reward 0", (0.02, budget), xycoords=("axes fraction", "data"),
+                xytext=(0, 3), textcoords="offset points", fontsize=10, color="0.3", va="bottom")
 
 
 def _fig_token_efficiency(ctx: _Ctx) -> Any:
@@ -1059,6 +1092,130 @@ def _config_table(ctx: _Ctx) -> list[str]:
 
 
 
+NOT_RECORDED = "not recorded"
+#: Library versions shown (and compared), in this order; vllm only where a run had it installed.
+PROVENANCE_LIBS = ("python", "torch", "transformers", "numpy", "tokenizers", "safetensors", "vllm")
+
+
+def _commit(prov: dict[str, Any]) -> str:
+    """The commit's first 10 hex digits, ``+dirty`` when the checkout had uncommitted code changes (or a
+    dirty record does not say which files: cannot tell); edits to docs only do not count."""
+    from .provenance import code_dirty
+
+    c = prov.get("commit")
+    if not c:
+        return "no git checkout"
+    return str(c)[:10] + ("+dirty" if code_dirty(prov) else "")
+
+
+def provenance_record(prov: dict[str, Any] | None) -> dict[str, str]:
+    """The compact, comparable fields of a run's provenance record (all ``"not recorded"`` for None)."""
+    if not prov:
+        return {k: NOT_RECORDED for k in ("drgrpo", "libraries", "machine", "threads", "weights_sha256")}
+    libs = prov.get("libraries") or {}
+    lib_text = ", ".join(f"{k} {libs[k]}" for k in PROVENANCE_LIBS if libs.get(k)) or NOT_RECORDED
+    m = prov.get("machine") or {}
+    where = [str(m[k]) for k in ("gpu", "cpu") if m.get(k)]
+    if m.get("device") and not str(m["device"]).startswith("cpu"):
+        where.insert(0, str(m["device"]))
+    sha = prov.get("weights_sha256")
+    return {"drgrpo": f"{prov.get('drgrpo') or '?'} ({_commit(prov)})",
+            "libraries": lib_text,
+            "machine": ", ".join(where) or NOT_RECORDED,
+            "threads": str(m["threads"]) if m.get("threads") is not None else NOT_RECORDED,
+            "weights_sha256": str(sha)[:12] if sha else "none (hub model)"}
+
+
+def _runs_text(ctx: _Ctx, runs: Sequence[_Run]) -> str:
+    """Which runs: ``all 40 runs``, else per arm ``GRPO (all 10)`` or ``Dr. GRPO: seeds 0, 3``."""
+    names = {r.name for r in runs}
+    if names == {r.name for r in ctx.runs}:
+        return f"all {len(runs)} runs" if len(runs) > 1 else "the run"
+    parts = []
+    for arm in ctx.arms:
+        mine = [r for r in ctx.runs_by_arm[arm] if r.name in names]
+        if not mine:
+            continue
+        if len(mine) == len(ctx.runs_by_arm[arm]):
+            parts.append(f"{arm} (all {len(mine)})")
+            continue
+        seeds = [r.seed for r in mine]
+        if len(set(map(str, seeds))) == len(seeds):
+            parts.append(f"{arm}: seed{'s' if len(seeds) > 1 else ''} {_seed_ranges(seeds)}")
+        else:
+            parts.append(f"{arm}: {', '.join(r.name for r in mine)}")
+    return "; ".join(parts)
+
+
+def _seed_ranges(seeds: Sequence[Any]) -> str:
+    """``0, 2-5, 9`` for integer seeds (runs of three or more consecutive seeds as a range), else as listed."""
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        return ", ".join(_fmt_value(x) for x in seeds)
+    out: list[str] = []
+    xs = sorted(seeds)
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        out += [f"{xs[i]}-{xs[j]}"] if j - i >= 2 else [str(x) for x in xs[i:j + 1]]
+        i = j + 1
+    return ", ".join(out)
+
+
+def _provenance_groups(ctx: _Ctx) -> list[tuple[dict[str, str], list[_Run]]]:
+    groups: dict[tuple[str, ...], tuple[dict[str, str], list[_Run]]] = {}
+    for r in ctx.runs:
+        rec = provenance_record(r.provenance)
+        groups.setdefault(tuple(rec.values()), (rec, []))[1].append(r)
+    return list(groups.values())
+
+
+def provenance_warnings(ctx: _Ctx) -> list[str]:
+    """One warning per thing the compared runs differ in: library versions, base weights, drgrpo commit."""
+    out: list[str] = []
+    recorded = [r for r in ctx.runs if r.provenance]
+    missing = [r for r in ctx.runs if not r.provenance]
+    if recorded and missing:
+        out.append(f"provenance not recorded for {_runs_text(ctx, missing)} (made before drgrpo wrote "
+                   f"provenance.json): whether they share the other runs' libraries and base weights is unknown")
+
+    def differ(what: str, key, why: str) -> None:
+        by: dict[str, list[_Run]] = {}
+        for r in recorded:
+            by.setdefault(key(r.provenance), []).append(r)
+        if len(by) > 1:
+            parts = "; ".join(f"{v} ({_runs_text(ctx, rs)})" for v, rs in by.items())
+            out.append(f"the compared runs differ in {what}: {parts}; {why}")
+
+    def lib(p: dict[str, Any], k: str) -> str:
+        return str((p.get("libraries") or {}).get(k) or "not installed")
+
+    keys = [k for k in PROVENANCE_LIBS if len({lib(r.provenance, k) for r in recorded}) > 1]  # those that differ
+    if keys:
+        differ("library versions", lambda p: ", ".join(f"{k} {lib(p, k)}" for k in keys),
+               "same seed no longer means the same random stream, so differences mix the arms' effect with the "
+               "libraries'")
+    differ("base weights (sha256)", lambda p: str(p.get("weights_sha256") or "none")[:12],
+           "the arms did not start from the same model")
+    differ("drgrpo commit", _commit, "the runs may have been made by different code (+dirty: uncommitted changes "
+           "to drgrpo's code, or a record that does not say which files changed)")
+    return out
+
+
+def _provenance_table(ctx: _Ctx) -> list[str]:
+    groups = _provenance_groups(ctx)
+    rows = [[_runs_text(ctx, runs), rec["drgrpo"], rec["libraries"], rec["machine"], rec["threads"],
+             f"`{rec['weights_sha256']}`" if rec["weights_sha256"] != NOT_RECORDED else NOT_RECORDED]
+            for rec, runs in groups]
+    lines = ["What produced the runs, from each run's `provenance.json`: one row per distinct record and the runs "
+             "that share it (drgrpo version and git commit, `+dirty` = uncommitted changes to its code; library versions; "
+             "machine; torch threads; the first 12 hex digits of the base weights' sha256)."
+             + (" One record: every run was made by the same code, libraries and base weights."
+                if len(groups) == 1 and groups[0][1][0].provenance else ""), ""]
+    return lines + _table(["runs", "drgrpo (commit)", "libraries", "machine", "threads", "weights sha256"], rows)
+
+
 def _difficulty_paragraph(diff: dict[str, Any], ctx: _Ctx) -> str:
     arms = [a for a in ctx.arms if a in diff and not math.isnan(_num(diff[a]["edge_ratio"]))]
     if not arms:
@@ -1199,6 +1356,8 @@ def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: d
     L += _table(["run", "arm", "seed", "state", "steps logged", "last step", "eval points", "notes"], rows) + [""]
 
     L += ["## Configuration", ""] + _config_table(ctx) + [""]
+
+    L += ["## Provenance", ""] + _provenance_table(ctx) + [""]
 
     L += ["## Final metrics", "",
           "Per run, as in its `summary.json` (`final`) and the sweep's `summary.csv`: train metrics are the mean "
@@ -1458,6 +1617,8 @@ def plot(
                has_eval=has_eval, smooth=auto_smooth(max_train) if smooth is None else smooth, formats=tuple(fmts),
                max_steps=max(len(r.frame) for r in runs), knobs=knobs, headline_key=key, max_train_steps=max_train)
 
+    warnings.extend(provenance_warnings(ctx))
+
     # ---- numbers --------------------------------------------------------------------------------
     named = sorted(named_evals)
     final = _final_metrics(ctx, named)
@@ -1524,6 +1685,7 @@ def plot(
         "paired": [{"metric": p["metric"], "comparison": p["contrast"].name, "kind": p["contrast"].kind,
                     "detail": p["contrast"].detail, **p["result"].as_dict()} for p in paired],
         "smooth": ctx.smooth,
+        "provenance": [{"runs": [r.name for r in rs], **rec} for rec, rs in _provenance_groups(ctx)],
         "difficulty": diff,
         "has_eval": has_eval,
     }

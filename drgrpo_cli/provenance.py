@@ -33,16 +33,36 @@ def library_versions() -> dict[str, str | None]:
 
 
 def git_state(path: Path | None = None) -> dict[str, Any]:
-    """The commit of the drgrpo checkout and whether it has uncommitted changes (None outside git)."""
+    """The commit of the drgrpo checkout, whether it has uncommitted changes to tracked files, and which
+    (``dirty_files``, paths from the repository root; None outside git)."""
     where = str(path or Path(__file__).resolve().parent)
     try:
         commit = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+        status = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
+        return {"commit": None, "dirty": None, "dirty_files": None}
+    files = sorted(line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip())
+    return {"commit": commit, "dirty": bool(files), "dirty_files": files}
+
+
+#: Paths (from the repository root) whose changes can change a run's numbers; edits elsewhere (README,
+#: CHANGELOG, docs, tests, benchmarks) cannot.
+CODE_PATHS = ("drgrpo_cli/", "pyproject.toml", "setup.py", "setup.cfg")
+
+
+def code_dirty(record: dict[str, Any]) -> bool | None:
+    """Did the checkout that made a run have uncommitted changes to code (``CODE_PATHS``)? None outside git;
+    True for a dirty record without ``dirty_files`` (written before they were recorded: cannot tell)."""
+    if record.get("dirty") is None:
+        return None
+    if not record["dirty"]:
+        return False
+    files = record.get("dirty_files")
+    if files is None:
+        return True
+    return any(f == p or f.startswith(p) for f in files for p in CODE_PATHS)
 
 
 def cpu_model() -> str:

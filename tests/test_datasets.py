@@ -60,8 +60,11 @@ def test_parquet_missing_column_names_the_row(tmp_path):
     pytest.importorskip("pyarrow")
     path = tmp_path / "q.parquet"
     pd.DataFrame({"problem": ["a", "b"], "final": ["1", "2"]}).to_parquet(path)
-    msg = one_line_error(path)
+    msg = one_line_error(path, answer_field="answer")
     assert f"{path}, row 1: missing field 'answer'" in msg and "final" in msg
+    # without --answer-field: no known answer column, one line listing the columns there are
+    msg = one_line_error(path)
+    assert f"{path}: no answer column" in msg and "problem, final" in msg
 
 
 def test_not_a_parquet_file(tmp_path):
@@ -89,7 +92,7 @@ def test_numbers_become_text_and_limit(tmp_path):
 def test_custom_fields(tmp_path):
     path = write_jsonl(tmp_path / "gsm.jsonl", [{"question": "What is 3+4?", "final": "7", "extra": 1}])
     assert pairs(load_problems(str(path), question_field="question", answer_field="final")) == [("What is 3+4?", "7")]
-    msg = one_line_error(path)
+    msg = one_line_error(path, question_field="problem", answer_field="final")
     assert "line 1: missing field 'problem'" in msg and "question" in msg
 
 
@@ -154,7 +157,7 @@ def test_csv_line_numbers_count_physical_lines(tmp_path):
     path.write_text("problem,answer\nq1,1\nq2,2,extra\n", encoding="utf-8")
     assert f"{path}, line 3: 3 fields, the header has 2" in one_line_error(path)
     path.write_text("question,answer\nq1,1\n", encoding="utf-8")
-    assert f"{path}, line 2: missing field 'problem'" in one_line_error(path)
+    assert f"{path}, line 2: missing field 'problem'" in one_line_error(path, question_field="problem")
 
 
 def test_csv_keeps_text_values(tmp_path):
@@ -217,7 +220,8 @@ def test_hub_config_and_single_split(monkeypatch):
     assert pairs(load_problems("openai/gsm8k:main:test", question_field="question")) == [("q", "a")]
     assert pairs(load_problems("org/only-test", question_field="question")) == [("q", "a")]
     assert calls[0] == ("openai/gsm8k", "main")
-    assert "row 1: missing field 'problem'" in one_line_error("org/only-test")
+    assert "row 1: missing field 'problem'" in one_line_error("org/only-test", question_field="problem")
+    assert pairs(load_problems("org/only-test")) == [("q", "a")]  # detected: question, answer
 
 
 def test_hub_offline_is_one_line_and_never_calls_load(monkeypatch):
@@ -242,3 +246,52 @@ def test_hub_without_datasets_installed(monkeypatch):
 
 def test_bad_hub_spec():
     assert "expected name" in one_line_error("a:b:c:d")
+
+
+# ---- column names detected when no field is given ---------------------------------------------------------
+@pytest.mark.parametrize("row,expect", [
+    ({"problem": "p", "answer": "1"}, ("problem", "answer")),
+    ({"question": "p", "answer": "1"}, ("question", "answer")),  # GSM8K
+    ({"prompt": "p", "ground_truth": "1"}, ("prompt", "ground_truth")),
+    ({"problem": "p", "solution": "\\boxed{1}", "answer": "1"}, ("problem", "answer")),  # MATH: answer first
+    ({"problem": "p", "solution": "so \\boxed{1}"}, ("problem", "solution")),
+    ({"prompt": "x", "question": "p", "problem": "q", "answer": "1"}, ("problem", "answer")),  # order of preference
+    ({"Question": "p", "Answer": "1"}, ("Question", "Answer")),  # case ignored, the file's spelling kept
+])
+def test_fields_are_detected_in_jsonl_and_csv(tmp_path, row, expect):
+    from drgrpo_cli.datasets import dataset_fields
+
+    path = write_jsonl(tmp_path / "d.jsonl", [row, row])
+    assert dataset_fields(str(path)) == expect
+    assert [p.answer for p in load_problems(str(path))] == ["1", "1"]
+    csv = tmp_path / "d.csv"
+    csv.write_text(",".join(row) + "\n" + ",".join(f'"{v}"' for v in row.values()) + "\n", encoding="utf-8")
+    assert dataset_fields(str(csv)) == expect
+    assert load_problems(str(csv))[0].answer == "1"
+
+
+def test_given_fields_are_kept_and_detection_fills_the_other(tmp_path):
+    from drgrpo_cli.datasets import dataset_fields
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "final": "7", "answer": "8"}])
+    assert dataset_fields(str(path), answer_field="final") == ("question", "final")
+    assert pairs(load_problems(str(path), answer_field="final")) == [("q", "7")]
+    assert dataset_fields(str(path), "x", "y") == ("x", "y")  # nothing to read
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_no_known_column_is_one_line_listing_the_columns(tmp_path, suffix):
+    from drgrpo_cli.datasets import dataset_fields
+
+    path = tmp_path / f"odd{suffix}"
+    if suffix == ".jsonl":
+        write_jsonl(path, [{"text": "What is 1+1?", "label": "2", "id": 7}])
+    else:
+        path.write_text("text,label,id\nWhat is 1+1?,2,7\n", encoding="utf-8")
+    msg = one_line_error(path)
+    assert msg == (f"{path}: no question column (looked for problem, question, prompt); its columns are: text, "
+                   f"label, id; pass --question-field")
+    with pytest.raises(DatasetError, match="no question column"):
+        dataset_fields(str(path))
+    msg = one_line_error(path, question_field="text")
+    assert "no answer column (looked for answer, solution, ground_truth)" in msg and "text, label, id" in msg

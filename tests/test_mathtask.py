@@ -124,6 +124,68 @@ def test_math_run_without_eval_sets_logs_no_eval(tmp_path, small_model):
     assert not any(k.startswith("eval/") for r in rows for k in r)
 
 
+# ---- dataset columns detected when --question-field / --answer-field are not given ------------------------------
+def _write_jsonl(path: Path, q: str, a: str) -> str:
+    path.write_text("".join(json.dumps({q: f"What is {i}+{i}?", a: str(2 * i), "id": i}) + "\n" for i in range(1, 5)))
+    return str(path)
+
+
+def test_resolve_fields_records_the_detected_columns(tmp_path):
+    from drgrpo_cli.mathtask import MathTask, resolve_fields
+
+    gsm = _write_jsonl(tmp_path / "gsm.jsonl", "question", "answer")
+    rl = _write_jsonl(tmp_path / "rl.jsonl", "prompt", "ground_truth")
+    said: list[str] = []
+    cfg = resolve_fields(_math_cfg(dataset=gsm), echo=said.append)
+    assert (cfg.question_field, cfg.answer_field) == ("question", "answer")
+    assert said == ["dataset columns: question 'question', answer 'answer' (detected; choose with "
+                    "--question-field / --answer-field)"]
+    # the datasets of one run name them differently: each uses its own, the line lists them per dataset
+    said.clear()
+    cfg = resolve_fields(_math_cfg(dataset=gsm, eval_datasets=(TINY, rl)), echo=said.append)
+    assert (cfg.question_field, cfg.answer_field) == (None, None)
+    assert said == ["dataset columns (question, answer), detected per dataset: gsm: 'question', 'answer'; tiny_math: "
+                    "'problem', 'answer'; rl: 'prompt', 'ground_truth' (choose with --question-field / --answer-field)"]
+    task = MathTask(cfg)
+    assert [p.answer for p in task.train_problems] == ["2", "4", "6", "8"]
+    assert task.eval_problems["rl"][0].question == "What is 1+1?" and len(task.eval_problems["tiny_math"]) == 8
+    # given names are kept, nothing is read or said
+    said.clear()
+    cfg = _math_cfg(dataset=gsm, question_field="id", answer_field="answer")
+    assert resolve_fields(cfg, echo=said.append) is cfg and said == []
+    assert resolve_fields(tiny_config()) == tiny_config()  # built-in task: nothing to do
+
+
+def test_cli_writes_detected_columns_to_config_and_says_which(tmp_path, small_model):
+    (tmp_path / "gsm.csv").write_text("question,solution\n" + "".join(
+        f'"What is {i}+{i}?","so \\boxed{{{2 * i}}}"\n' for i in range(1, 5)))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--dataset", str(tmp_path / "gsm.csv"), "--steps",
+                              "1", "--prompts-per-step", "2", "-G", "2", "--max-tokens", "8", "--eval-every", "0",
+                              "--threads", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stderr.splitlines() if "dataset columns" in line]
+    assert lines == ["dataset columns: question 'question', answer 'solution' (detected; choose with "
+                     "--question-field / --answer-field)"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["question_field"], cfg["answer_field"]) == ("question", "solution")
+    # resuming the finished run with the same (undetected) options is accepted: the same columns are detected
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--dataset", str(tmp_path / "gsm.csv"), "--steps",
+                              "1", "--prompts-per-step", "2", "-G", "2", "--max-tokens", "8", "--eval-every", "0",
+                              "--threads", "1", "--out", str(out), "--resume", "--quiet"])
+    assert res.exit_code == 0, res.output
+
+
+def test_cli_dataset_without_known_columns_is_one_line(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps({"text": "What is 1+1?", "label": "2"}) + "\n")
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--dataset", str(path), "--steps", "1", "--quiet",
+                              "--out", str(tmp_path / "x")])
+    line = _one_line_error(res)
+    assert "no question column (looked for problem, question, prompt); its columns are: text, label" in line
+    assert not (tmp_path / "x").exists()  # refused before a run folder is made
+
+
 # ---- errors: one line, exit code 2 -------------------------------------------------------------------------------
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
 def test_backend_vllm_without_vllm_is_one_line(tmp_path, small_model):

@@ -687,3 +687,131 @@ def test_band_clipping_and_robust_ylim_units():
     assert 0 <= a < 14 and 17 < b < 25
     assert robust_ylim([spike.assign(mean=[0.4] * 3, lo=[0.3] * 3, hi=[0.5] * 3)], "train/reward") == pytest.approx(
         (0.2, 0.6))  # rates: a span of at least 0.4
+
+
+@pytest.mark.parametrize("budget, shown", [(44, True), (200, False)])
+def test_length_panels_show_the_budget_only_when_curves_reach_it(tmp_path, budget, shown):
+    root = write_fake_sweep(tmp_path / "sweep", seeds=3, steps=60)
+    for cfg_path in root.glob("*/config.json"):
+        cfg = json.loads(cfg_path.read_text())
+        cfg_path.write_text(json.dumps({**cfg, "max_tokens": budget}))
+    res = plot([root], formats=("png",))
+    head = _axes_by_title(res.figures["length_growth"])["wrong-answer length, failure state"]
+    budget_lines = [ln for ln in head.get_lines() if list(ln.get_ydata()) == [budget, budget]]
+    assert bool(budget_lines) is shown
+    if shown:
+        assert head.get_ylim()[1] >= budget and any(f"budget {budget}" in t.get_text() for t in head.texts)
+# ---------------------------------------------------------------------------------------------------
+# provenance: one table row per distinct record, warnings when compared runs differ
+# ---------------------------------------------------------------------------------------------------
+PROV = {"drgrpo": "0.1.0", "commit": "a47fd12f624cb4af1f1134e2f58ec8e2041b511c", "dirty": False, "dirty_files": [],
+        "libraries": {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.24.0", "numpy": "2.4.6",
+                      "tokenizers": "0.23.3", "safetensors": "0.8.0", "vllm": None},
+        "machine": {"device": "cpu", "cpu": "AMD EPYC", "threads": 1},
+        "model_path": "/cache/builtin", "weights_sha256": "9a9c8b1e03b1" + "0" * 52, "argv": ["drgrpo", "ablate"]}
+
+
+def write_prov(d: Path, *, where: str = "provenance.json", **changes) -> None:
+    prov = json.loads(json.dumps(PROV))
+    for k, v in changes.items():
+        if k in prov["libraries"]:
+            prov["libraries"][k] = v
+        else:
+            prov[k] = v
+    if where == "summary.json":  # an older layout: only the copy in summary.json
+        (d / "summary.json").write_text(json.dumps({"status": "finished", "provenance": prov}))
+    else:
+        (d / "provenance.json").write_text(json.dumps(prov))
+
+
+def _prov_runs(root: Path, changes: dict[str, dict]) -> dict[str, Path]:
+    runs = {}
+    for arm, knobs in (("grpo", {}), ("drgrpo", dict(adv_scale="none", loss_agg="max_tokens"))):
+        for seed in (0, 1):
+            name = f"{arm}-s{seed}"
+            runs[name] = write_run(root / name, seed=seed, steps=5, **knobs)
+            if changes.get(name) != "none":
+                write_prov(runs[name], **changes.get(name, {}))
+    return runs
+
+
+def _prov_warnings(res: PlotResult) -> list[str]:
+    return [w for w in res.warnings if "differ in" in w or "provenance" in w]
+
+
+def test_provenance_one_record_shared_by_all_runs_no_warning(tmp_path):
+    _prov_runs(tmp_path / "sweep", {})
+    res = plot([tmp_path / "sweep"], out=tmp_path / "out", formats=("svg",))
+    assert _prov_warnings(res) == []
+    table = _md_table(res.report.read_text(), "Provenance")
+    assert list(table) == ["all 4 runs"]
+    assert table["all 4 runs"][1:] == ["0.1.0 (a47fd12f62)", "python 3.11.7, torch 2.13.0+cpu, transformers 5.24.0, "
+                                   "numpy 2.4.6, tokenizers 0.23.3, safetensors 0.8.0", "AMD EPYC", "1",
+                                   "`9a9c8b1e03b1`"]
+    assert res.summary["provenance"][0]["runs"] == ["grpo-s0", "grpo-s1", "drgrpo-s0", "drgrpo-s1"]
+
+
+def test_provenance_differences_are_listed_and_warned(tmp_path):
+    _prov_runs(tmp_path / "sweep", {
+        "grpo-s1": {"torch": "2.14.0", "transformers": "5.25.0"},
+        "drgrpo-s0": {"weights_sha256": "ffff" * 16},
+        "drgrpo-s1": {"dirty": True, "dirty_files": ["drgrpo_cli/trainer.py"]},
+    })
+    res = plot([tmp_path / "sweep"], out=tmp_path / "out", formats=("svg",))
+    w = _prov_warnings(res)
+    assert len(w) == 3, w
+    assert w[0].startswith("the compared runs differ in library versions: torch 2.13.0+cpu, transformers 5.24.0 "
+                           "(GRPO: seed 0; Dr. GRPO (all 2)); torch 2.14.0, transformers 5.25.0 (GRPO: seed 1); "
+                           "same seed no longer means the same random stream")
+    assert w[1].startswith("the compared runs differ in base weights (sha256): 9a9c8b1e03b1 (GRPO (all 2); Dr. GRPO: "
+                           "seed 1); ffffffffffff (Dr. GRPO: seed 0)")
+    assert w[2].startswith("the compared runs differ in drgrpo commit: a47fd12f62 (GRPO (all 2); Dr. GRPO: seed 0); "
+                           "a47fd12f62+dirty (Dr. GRPO: seed 1)")
+    md = res.report.read_text()
+    assert "## Warnings" in md and w[0] in md
+    table = _md_table(md, "Provenance")
+    assert len(table) == 4  # four distinct records, one row each
+    assert table["Dr. GRPO: seed 1"][1] == "0.1.0 (a47fd12f62+dirty)"
+    assert "torch 2.14.0" in table["GRPO: seed 1"][2]
+
+
+def test_provenance_not_recorded_and_docs_only_edits(tmp_path):
+    # an old run without provenance.json; a run whose record is only in summary.json; a checkout whose
+    # uncommitted changes are docs only (not code: no warning)
+    _prov_runs(tmp_path / "sweep", {"grpo-s0": "none", "drgrpo-s1": {"dirty": True, "dirty_files": ["README.md"]}})
+    write_prov(tmp_path / "sweep" / "grpo-s1", where="summary.json")
+    (tmp_path / "sweep" / "grpo-s1" / "provenance.json").unlink()
+    res = plot([tmp_path / "sweep"], out=tmp_path / "out", formats=("svg",))
+    w = _prov_warnings(res)
+    assert w == ["provenance not recorded for GRPO: seed 0 (made before drgrpo wrote provenance.json): whether they "
+                 "share the other runs' libraries and base weights is unknown"]
+    table = _md_table(res.report.read_text(), "Provenance")
+    assert table["GRPO: seed 0"][1:] == ["not recorded"] * 5
+    assert table["GRPO: seed 1; Dr. GRPO (all 2)"][1] == "0.1.0 (a47fd12f62)"
+    # nothing recorded anywhere: the table says so, and there is nothing to compare
+    for d in (tmp_path / "sweep").iterdir():
+        (d / "provenance.json").unlink(missing_ok=True)
+        (d / "summary.json").write_text(json.dumps({"status": "finished"}))
+    res = plot([tmp_path / "sweep"], out=tmp_path / "out2", formats=("svg",))
+    assert _prov_warnings(res) == []
+    assert _md_table(res.report.read_text(), "Provenance") == {"all 4 runs": ["all 4 runs"] + ["not recorded"] * 5}
+
+
+def test_code_dirty_reads_the_recorded_files():
+    from drgrpo_cli.provenance import code_dirty, git_state
+
+    assert code_dirty({"dirty": False}) is False and code_dirty({"dirty": None}) is None
+    assert code_dirty({"dirty": True}) is True  # an older record: cannot tell which files
+    assert code_dirty({"dirty": True, "dirty_files": ["README.md", "docs/x.md", "tests/t.py"]}) is False
+    assert code_dirty({"dirty": True, "dirty_files": ["README.md", "drgrpo_cli/objectives.py"]}) is True
+    state = git_state()
+    assert set(state) == {"commit", "dirty", "dirty_files"}
+    assert state["dirty"] is None or state["dirty"] == bool(state["dirty_files"])
+
+
+def test_seed_ranges_are_compact():
+    from drgrpo_cli.plot import _seed_ranges
+
+    assert _seed_ranges([2, 3, 4, 5, 6, 7, 8, 9]) == "2-9"
+    assert _seed_ranges([0, 1, 3, 5, 6, 7]) == "0, 1, 3, 5-7"
+    assert _seed_ranges(["a", "b"]) == "a, b" and _seed_ranges([1]) == "1"

