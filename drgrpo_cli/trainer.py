@@ -184,9 +184,9 @@ def train(
 def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: bool) -> dict[str, Any]:
     import torch
 
+    from .microbatch import auto_budget, plan_micro_batches
     from .models import load_model, load_tokenizer, resolve_model_path
     from .objectives import aggregate_loss, compute_advantages, group_pass_stats, masked_mean, ppo_token_loss
-    from .microbatch import auto_budget, plan_micro_batches
     from .packing import packed_logprobs, response_mask
     from .rollout import make_backend
 
