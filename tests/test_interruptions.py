@@ -1,5 +1,7 @@
 """Interruptions: kill -9 and resume, SIGTERM/SIGINT stops, locks, torn writes, a full disk, NaN/Inf, OOM, and
 sweeps that are stopped or lose a helper process. Real signals to real subprocesses where it matters.
+
+The module-level fake trainer is imported by spawned sweep workers (like those of test_ablate.py).
 """
 
 from __future__ import annotations
@@ -324,3 +326,170 @@ def test_a_runtime_error_before_work_starts_is_still_bad_input(tmp_path, monkeyp
     res = runner.invoke(app, _args(tmp_path / "run", 2, 1, 0))
     assert res.exit_code == 2 and res.stderr.startswith("error: Error(s) in loading state_dict")
 
+
+# ---- sweeps: SIGTERM passed on to the workers; a helper process killed -------------------------------------
+def fake_graceful(config, out_dir, *, resume=False, force=False, on_step=None, progress=True):
+    """The trainer's contract in miniature (0.2 s a step): resumes after its last row; SIGTERM finishes the step,
+    records ``interrupted`` and raises Interrupted; one lock per run."""
+    from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with runlog.locked(out):
+        (out / "config.json").write_text(json.dumps(config.validate().to_dict()))
+        (out / "pid").write_text(str(os.getpid()))
+        rows = runlog.read_jsonl(out / runlog.METRICS)[0] if resume else []
+        runlog.truncate_jsonl(out / runlog.METRICS, rows)
+        (out / "summary.json").unlink(missing_ok=True)
+        with StopRequest() as stop, runlog.JsonlWriter(out / runlog.METRICS) as w:
+            for step in range(len(rows) + 1, config.steps + 1):
+                time.sleep(0.2)
+                row = {"step": step, "train/reward": step / 8, "train/len_incorrect": 10.0 * step}
+                w.write(row)
+                if on_step:
+                    on_step(row)
+                if stop and step < config.steps:
+                    runlog.write_json_atomic(out / "summary.json", {
+                        "status": "interrupted", "signal": signal_name(stop.signum), "step": step,
+                        "checkpoint_step": step})
+                    raise Interrupted(stop.signum, step)
+        summary = {"status": "finished", "steps": config.steps}
+        runlog.write_json_atomic(out / "summary.json", summary)
+        return summary
+
+
+GRID = """
+name = "stops"
+[base]
+steps = {steps}
+[arms]
+a = {{adv_scale="group", loss_agg="seq_mean"}}
+b = {{adv_scale="none", loss_agg="max_tokens"}}
+c = {{adv_scale="none", loss_agg="seq_mean"}}
+"""
+
+
+def _start_sweep(tmp_path: Path, steps: int, workers: int) -> tuple[subprocess.Popen, Path, Path]:
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID.format(steps=steps))
+    out = tmp_path / "sweep"
+    code = textwrap.dedent(f"""
+        import functools
+        import drgrpo_cli.ablate as A
+        from tests.test_interruptions import fake_graceful
+        A.ablate = functools.partial(A.ablate, train_fn=fake_graceful)
+        from drgrpo_cli.cli import app
+        app(["ablate", {str(grid)!r}, "--out", {str(out)!r}, "--workers", "{workers}"], prog_name="drgrpo")
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, grid, out
+
+
+def _wait_for(proc: subprocess.Popen, cond, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(p.name))
+    return out
+
+
+def test_sweep_passes_sigterm_to_its_workers_and_records_each_run(tmp_path):
+    from drgrpo_cli.ablate import ablate
+
+    proc, grid, out = _start_sweep(tmp_path, steps=30, workers=2)
+    runs = [out / f"{a}__seed0" for a in ("a", "b")]
+    _wait_for(proc, lambda: all(len(runlog.read_jsonl(r / runlog.METRICS)[0]) >= 2 for r in runs))
+    os.kill(proc.pid, signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (stdout, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "run the same command again" in lines[0], err
+    for r in runs:
+        s = json.loads((r / "summary.json").read_text())
+        assert s["status"] == "interrupted" and s["signal"] == "SIGTERM", s
+        assert runlog.run_state(r) == "partial"
+        assert runlog.read_jsonl(r / runlog.METRICS)[0][-1]["step"] == s["step"] < 30
+        pid = int((r / "pid").read_text())
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+    assert not (out / "c__seed0").exists()  # never started
+    res = ablate(grid, out=out, workers=2, train_fn=fake_graceful, console=_quiet())
+    assert res.exit_code == 0 and {x.name: x.action for x in res.runs} == {
+        "a__seed0": "resume", "b__seed0": "resume", "c__seed0": "start"}
+    for r in runs:
+        assert [x["step"] for x in runlog.read_jsonl(r / runlog.METRICS)[0]] == list(range(1, 31))
+
+
+def test_sweep_outlives_its_helper_processes(tmp_path):
+    """kill -9 of every child of the sweep's process that is not a worker (multiprocessing's helpers)."""
+    from drgrpo_cli.ablate import ablate
+
+    proc, grid, out = _start_sweep(tmp_path, steps=8, workers=1)
+    first = out / "a__seed0"
+    _wait_for(proc, lambda: len(runlog.read_jsonl(first / runlog.METRICS)[0]) >= 1)
+    worker = int((first / "pid").read_text())
+    helpers = [c for c in _children(proc.pid) if c != worker]
+    assert helpers, "expected a helper process (multiprocessing's resource tracker)"
+    for c in helpers:
+        os.kill(c, signal.SIGKILL)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (stdout, err)
+    assert "Aborted" not in stdout + err and "Traceback" not in stdout + err
+    for a in ("a", "b", "c"):  # the run it was running and the two it started afterwards
+        assert runlog.run_state(out / f"{a}__seed0") == "finished"
+    res = ablate(grid, out=out, train_fn=fake_graceful, console=_quiet())
+    assert res.exit_code == 0 and all(x.action == "skip" for x in res.runs)
+
+
+def test_a_sweep_in_use_is_refused_in_one_line(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    holder = _hold_lock(sweep)
+    try:
+        res = runner.invoke(app, ["ablate", "--set", "steps=1", "--out", str(sweep)])
+        assert res.exit_code == 2 and "in use by another drgrpo process" in res.stderr, res.output
+        assert len(res.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in sweep.iterdir()) == [".lock"]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_worker_that_loses_the_run_lock_writes_nothing_there(tmp_path):
+    from drgrpo_cli.ablate import ablate
+
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID.format(steps=2).replace('b = {adv_scale="none", loss_agg="max_tokens"}\n', "")
+                    .replace('c = {adv_scale="none", loss_agg="seq_mean"}\n', ""))
+    run = tmp_path / "sweep" / "a__seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")  # partial: somebody else's drgrpo train is writing it
+    holder = _hold_lock(run)
+    try:
+        res = ablate(grid, out=tmp_path / "sweep", train_fn=fake_graceful, console=_quiet())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert res.exit_code == 1 and "in use by another drgrpo process" in res.runs[0].error
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.json"]
+
+
+def _quiet():
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=160)
