@@ -852,14 +852,15 @@ def test_real_trainer_2x2_two_workers(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_trainer_resume_after_killed_run(tmp_path):
+@pytest.mark.parametrize("checkpoint_every", [2, 10], ids=["after-checkpoint", "before-any-checkpoint"])
+def test_real_trainer_resume_after_killed_run(tmp_path, checkpoint_every):
     pytest.importorskip("torch")
     p = write(tmp_path, """
         name = "one"
         [arms]
         GRPO = {adv_scale="group", loss_agg="seq_mean"}
     """)
-    sets = [*REAL_SETS, "steps=4"]
+    sets = [*REAL_SETS, "steps=4", f"checkpoint_every={checkpoint_every}"]
     ref = ablate(p, sets=sets, out=tmp_path / "ref", workers=1, console=quiet())
     assert ref.exit_code == 0, [(x.name, x.error) for x in ref.failed]
     out = tmp_path / "sweep"
@@ -870,7 +871,7 @@ def test_real_trainer_resume_after_killed_run(tmp_path):
     r = ablate(p, sets=sets, out=out, workers=1, console=quiet())  # the real trainer, resume=True
     assert r.exit_code == 0 and r.runs[0].action == "retry", r.runs[0].error
     rows = _rows(run)
-    assert [x["step"] for x in rows] == [0, 1, 2, 3, 4]  # no duplicate rows: step 3 was dropped and redone
+    assert [x["step"] for x in rows] == [0, 1, 2, 3, 4]  # no duplicate rows (step 0 included): redone, not kept
     assert rows == _rows(tmp_path / "ref" / "grpo__seed0")  # the same numbers as an uninterrupted run
 
 
