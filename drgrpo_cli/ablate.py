@@ -20,9 +20,22 @@ Choices and why:
   ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set before torch is imported (and ``torch.set_num_threads`` if it
   already is). ``config.threads`` is left alone so the saved config, and so resume, do not depend on the
   number of workers.
-* Workers send each step's metrics row (a few keys) to the parent through a ``multiprocessing.Manager()``
-  queue (a manager queue survives a child killed mid-``put``; a plain ``mp.Queue`` may not); the parent
-  draws a ``rich.live.Live`` table when stdout is a terminal, and prints one line per start/finish otherwise.
+* Workers send each step's metrics row (a few keys) and their final report to the parent through a pipe
+  of their own: a worker killed mid-send garbles only its own pipe (a shared ``mp.Queue`` could be left
+  locked), and there is no helper process whose death could stop the sweep (a ``Manager`` queue lives in
+  one: killing it used to abort every run). Nothing depends on the messages: a run's outcome is read from
+  its folder (``runlog.run_state``) and its worker's exit. The parent draws a ``rich.live.Live`` table
+  when stdout is a terminal, and prints one line per start/finish otherwise.
+* **Stops**: SIGTERM or Ctrl-C to the sweep is passed on to the running workers as SIGTERM; each run
+  finishes its step, checkpoints and records ``interrupted`` (``drgrpo_cli.interrupt``); the sweep waits
+  for them, records runs that died first, and raises ``Interrupted`` (the CLI exits 128 + signum). A
+  second Ctrl-C kills the workers at once (their runs resume from their last checkpoint). Ray tasks are
+  cancelled (``ray.cancel``). An unexpected error in the sweep's own process also stops the workers this
+  way before it is reported (one line, exit 1): runs are never left behind unrecorded.
+* **One writer per folder**: the sweep holds ``<sweep>/.lock`` while it runs and each run its own
+  ``.lock`` (:func:`drgrpo_cli.runlog.locked`); a second ``drgrpo ablate`` on the same folder stops at
+  once with one line (``AblateError``, exit 2) instead of waiting, and a ``drgrpo train`` into a run the
+  sweep is writing fails alike; the worker that loses such a race records nothing in the run.
 * **Failures are isolated**: an exception (NaN loss, CUDA OOM, bad data) is recorded by the trainer in
   ``summary.json`` (status ``failed``) and reported to the parent with its traceback (``logs/<run>.log``);
   a worker that dies without reporting (SIGKILL, ``os._exit``) is recorded by the parent, which writes
@@ -73,9 +86,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .config import TrainConfig, arm_label
 from .grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_grid_json, write_grid_json
+from .interrupt import Interrupted, StopRequest, signal_name
 from .metrics_math import HEADLINE_FALLBACK, headline, headline_key, mean
 from .metrics_math import run_numbers as _run_numbers
-from .runlog import CONFIG, METRICS, SUMMARY, read_jsonl, run_state, write_json_atomic
+from .runlog import (CONFIG, METRICS, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
+                     write_json_atomic)
 from .stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
 
 BACKENDS = ("local", "ray")
@@ -111,7 +126,7 @@ class RunResult:
     dir: Path
     before: str  # state before this invocation
     action: str  # skip | start | resume | retry | restart | status
-    status: str  # state after: finished | failed | partial | missing
+    status: str  # state after: finished | failed | partial | missing | interrupted (stopped by a signal: partial)
     error: str | None = None
     seconds: float | None = None
     steps: int | None = None
@@ -334,17 +349,19 @@ def _execute(fn_blob: bytes | None, payload: dict[str, Any], put: Callable[[str,
         status = summary.get("status") if isinstance(summary, dict) else None
         return {"ok": True, "status": status, "seconds": time.monotonic() - t0}
     except BaseException as e:  # noqa: BLE001 - everything a run raises is that run's failure
-        return {"ok": False, "error": _one_line(e), "traceback": traceback.format_exc(),
+        return {"ok": False, "error": _one_line(e), "type": type(e).__name__, "traceback": traceback.format_exc(),
                 "seconds": time.monotonic() - t0}
 
 
-def _worker_body(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> dict[str, Any]:
+def _worker_body(payload: dict[str, Any], fn_blob: bytes | None, threads: int,
+                 send: Callable[[Any], Any] | None) -> dict[str, Any]:
     _limit_threads(threads)
     name = payload["name"]
 
     def put(kind: str, data: Any) -> None:
         try:
-            q.put((kind, name, data))
+            if send is not None:
+                send((kind, name, data))
         except Exception:  # the live view is best effort; never fail a run for it
             pass
 
@@ -354,14 +371,14 @@ def _worker_body(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q
     return report
 
 
-def _child_main(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> None:
-    """Entry point of a local worker process (one run)."""
-    try:  # Ctrl-C is the parent's business: it stops the workers and the runs stay resumable.
+def _child_main(payload: dict[str, Any], fn_blob: bytes | None, threads: int, conn: Any) -> None:
+    """Entry point of a local worker process (one run); ``conn`` is the sending end of its pipe."""
+    try:  # Ctrl-C is the parent's business: it passes SIGTERM on, and the runs checkpoint and stop
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except (ValueError, OSError):  # pragma: no cover
         pass
     _exit_with_parent()
-    _worker_body(payload, fn_blob, threads, q)
+    _worker_body(payload, fn_blob, threads, conn.send)
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
@@ -384,8 +401,9 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
 
 
 def _ray_task(payload: dict[str, Any], fn_blob: bytes | None, threads: int, q: Any) -> dict[str, Any]:
-    """Body of the Ray task (one run)."""
-    return _worker_body(payload, fn_blob, threads, q)
+    """Body of the Ray task (one run); ``q`` is a ray.util.queue.Queue (an actor: if it dies, only the live
+    rows stop) or None."""
+    return _worker_body(payload, fn_blob, threads, q.put if q is not None else None)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -443,6 +461,9 @@ class _Board:
             if "step" in data:
                 r.step = data["step"]
 
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
     def finished(self, r: RunResult) -> None:
         self.done += 1
         self.state[r.name] = r.status
@@ -450,6 +471,8 @@ class _Board:
             secs = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
             if r.status == "failed":
                 self.console.print(f"FAILED {r.name}{secs}: {r.error}", highlight=False, markup=False)
+            elif r.status == "interrupted":
+                self.console.print(f"stopped {r.name}{secs}: {r.error}", highlight=False, markup=False)
             else:
                 rew = r.last.get("train/reward")
                 extra = f", reward {rew:.3g}" if isinstance(rew, (int, float)) else ""
@@ -467,7 +490,8 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 
 
 _STATE_STYLE = {"finished": "green", "failed": "bold red", "running": "cyan", "starting": "cyan",
-                "partial": "yellow", "queued": "dim", "missing": "dim"}
+                "partial": "yellow", "interrupted": "yellow", "stopping": "yellow", "queued": "dim",
+                "missing": "dim"}
 
 
 def runs_table(runs: Sequence[RunResult], *, states: dict[str, str] | None = None, title: str | None = None) -> Any:
@@ -553,23 +577,33 @@ def paired_table(rows: Sequence[PairedRow], title: str | None = "paired over see
 # finishing one run (parent side)
 
 
-def _write_failed_summary(run_dir: Path, error: str) -> None:
+def _write_run_summary(run_dir: Path, status: str, error: str, **extra: Any) -> None:
     rows = read_rows(run_dir)
     write_json_atomic(Path(run_dir) / SUMMARY, {
-        "status": "failed",
+        "status": status,
         "error": error,
         "last_step": rows[-1].get("step") if rows else None,
         "recorded_by": "drgrpo ablate",
+        **extra,
     })
 
 
 def _finish(job: RunResult, report: dict[str, Any] | None, death: str | None, sweep_dir: Path,
-            board: _Board, t0: float) -> None:
+            board: _Board, t0: float, stopping: int | None = None) -> None:
+    """Record how a run ended: from its worker's report when one came, else from its folder and the worker's
+    exit (``death``); ``stopping`` is the signal the sweep passed on, if it is stopping."""
     state = run_state(job.dir)
+    summary = read_summary(job.dir) or {}
+    kind = (report or {}).get("type")
     error: str | None = None
-    if report is None:
-        error = f"worker died ({death or 'unknown cause'}) before reporting"
-    elif not report.get("ok"):
+    stopped = (kind == "Interrupted" or (stopping is not None and kind == "KeyboardInterrupt")  # Ray's cancel
+               or (report is None and summary.get("status") == "interrupted"))
+    if report is not None and report.get("ok"):
+        if state != "finished":
+            error = f"train returned but the run directory is {state}"
+    elif stopped:
+        pass
+    elif report is not None:
         error = report.get("error") or "failed"
         tb = report.get("traceback")
         if tb:
@@ -580,13 +614,26 @@ def _finish(job: RunResult, report: dict[str, Any] | None, death: str | None, sw
                 job.log = log
             except OSError:
                 pass
-    elif state != "finished":
-        error = f"train returned but the run directory is {state}"
-    if error and state == "partial":
-        _write_failed_summary(job.dir, error)
-        state = run_state(job.dir)
-    job.status = "failed" if error else state
-    job.error = error
+    elif state in ("finished", "failed"):  # its report was lost: the folder says how it ended
+        error = None if state == "finished" else str(summary.get("error") or "failed")
+    elif stopping is not None:  # it died before it could checkpoint (killed, or signalled before training)
+        stopped = True
+        if state == "partial":
+            _write_run_summary(job.dir, "interrupted", f"worker ended ({death}) while the sweep was stopping",
+                               signal=signal_name(stopping))
+    else:
+        error = f"worker died ({death or 'unknown cause'}) before reporting"
+    if error and state == "partial" and kind != "InUseError":  # never write into a run another process holds
+        _write_run_summary(job.dir, "failed", error)
+    if stopped:
+        summary = read_summary(job.dir) or {}
+        at = summary.get("checkpoint_step")
+        job.status = "interrupted" if run_state(job.dir) == "partial" else run_state(job.dir)
+        job.error = (f"interrupted by {summary.get('signal', 'a signal')}, "
+                     + (f"checkpoint at step {at}" if at else "resumes from its last checkpoint"))
+    else:
+        job.status = "failed" if error else run_state(job.dir)
+        job.error = error
     job.seconds = (report or {}).get("seconds") or (time.monotonic() - t0)
     rows = read_rows(job.dir)
     if rows:
@@ -609,60 +656,83 @@ def _pump(get: Callable[[], Any], board: _Board, reports: dict[str, dict[str, An
         board.event(kind, name, data)
 
 
+def _drain(conn: Any, board: _Board, reports: dict[str, dict[str, Any]]) -> None:
+    """Handle every message waiting in a worker's pipe; close it at its end (the worker exited) or if garbled."""
+    try:
+        while not conn.closed and conn.poll():
+            kind, name, data = conn.recv()
+            if kind == "done":
+                reports[name] = data
+            board.event(kind, name, data)
+    except Exception:  # noqa: BLE001 - EOFError, or a message cut by a killed worker: only its own pipe
+        conn.close()
+
+
 # ------------------------------------------------------------------------------------------------------
 # backends
 
 
 def _run_local(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int, threads: int,
-               fn_blob: bytes | None, board: _Board, sweep_dir: Path) -> None:
+               fn_blob: bytes | None, board: _Board, sweep_dir: Path, stop: StopRequest) -> None:
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        q = manager.Queue()
-        pending = deque(jobs)
-        running: dict[str, tuple[Any, RunResult, float]] = {}
-        reports: dict[str, dict[str, Any]] = {}
+    pending = deque(jobs)
+    running: dict[str, tuple[Any, Any, RunResult, float]] = {}  # name -> (process, reading end, job, t0)
+    reports: dict[str, dict[str, Any]] = {}
 
-        def wait_get() -> Any:
-            return q.get(timeout=0.2)
+    def reap(stopping: int | None = None) -> None:
+        wait([x for p, c, _, _ in running.values() for x in ((p.sentinel,) if c.closed else (p.sentinel, c))], 0.2)
+        for name, (p, conn, job, t0) in list(running.items()):
+            _drain(conn, board, reports)
+            if p.exitcode is None:
+                continue
+            p.join()
+            _drain(conn, board, reports)  # what it sent before exiting
+            conn.close()
+            del running[name]
+            _finish(job, reports.pop(name, None), _exit_text(p.exitcode), sweep_dir, board, t0, stopping)
+        board.refresh()
 
-        try:
-            while pending or running:
-                while pending and len(running) < workers:
-                    job = pending.popleft()
-                    p = ctx.Process(target=_child_main, args=(_payload(job, specs[job.name]), fn_blob, threads, q),
-                                    name=f"drgrpo-{job.name}")
-                    p.start()
-                    running[job.name] = (p, job, time.monotonic())
-                    board.launched(job.name)
-                try:
-                    kind, name, data = wait_get()
-                    if kind == "done":
-                        reports[name] = data
-                    board.event(kind, name, data)
-                except queue_mod.Empty:
-                    pass
-                _pump(q.get_nowait, board, reports)
-                for name, (p, job, t0) in list(running.items()):
-                    if p.exitcode is None:
-                        continue
-                    p.join()
-                    _pump(q.get_nowait, board, reports)  # what it sent before exiting
-                    _finish(job, reports.pop(name, None), _exit_text(p.exitcode), sweep_dir, board, t0)
-                    del running[name]
-                board.refresh()
-        except BaseException:
-            for p, _, _ in running.values():
-                p.terminate()
-            for p, job, _ in running.values():
-                p.join(10)
-                if p.exitcode is None:
-                    p.kill()
-                    p.join()
-                job.status = run_state(job.dir)
-                job.error = "interrupted"
-            raise
+    def stop_all(signum: int) -> None:
+        """SIGTERM to every worker (each run finishes its step and checkpoints), then wait for them all."""
+        board.note(f"{signal_name(signum)}: stopping {len(running)} running run(s) after their current step "
+                   f"(Ctrl-C again to stop at once)")
+        for p, _, job, _ in running.values():
+            board.state[job.name] = "stopping"
+            p.terminate()
+        while running:
+            reap(signum)
+
+    try:
+        while (pending or running) and not stop:
+            while pending and len(running) < workers:
+                job = pending.popleft()
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_child_main, args=(_payload(job, specs[job.name]), fn_blob, threads, send),
+                                name=f"drgrpo-{job.name}")
+                p.start()
+                send.close()  # the worker holds the only sending end: its exit is the pipe's end
+                running[job.name] = (p, recv, job, time.monotonic())
+                board.launched(job.name)
+            reap()
+        if stop and (pending or running):
+            stop_all(stop.signum)
+            raise Interrupted(stop.signum)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the runs resume from their last checkpoint)
+        for p, _, _, _ in running.values():
+            p.kill()
+        for name, (p, conn, job, t0) in list(running.items()):
+            p.join()
+            conn.close()
+            del running[name]
+            _finish(job, None, "killed at a second Ctrl-C", sweep_dir, board, t0, stopping=signal.SIGINT)
+        raise
+    except BaseException:  # an error in the sweep's own process: the runs checkpoint and stop before it is told
+        if running:
+            stop_all(signal.SIGTERM)
+        raise
 
 
 def _import_ray() -> Any:
@@ -674,7 +744,7 @@ def _import_ray() -> Any:
 
 
 def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | None, fn_blob: bytes | None,
-             board: _Board, sweep_dir: Path, address: str | None) -> tuple[int, int]:
+             board: _Board, sweep_dir: Path, address: str | None, stop: StopRequest) -> tuple[int, int]:
     ray = _import_ray()
     started = False
     if not ray.is_initialized():
@@ -713,7 +783,7 @@ def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | No
             except Exception as e:  # ray.util.queue.Empty subclasses queue.Empty
                 raise queue_mod.Empty from e
 
-        while pending or inflight:
+        while (pending or inflight) and not stop:
             while pending and len(inflight) < limit:
                 job = pending.popleft()
                 cfg = specs[job.name].config
@@ -735,6 +805,22 @@ def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | No
                 reports.pop(job.name, None)
                 _finish(job, report, death, sweep_dir, board, t0)
             board.refresh()
+        if stop and (pending or inflight):
+            board.note(f"{signal_name(stop.signum)}: cancelling {len(inflight)} running run(s) "
+                       f"(Ctrl-C again to stop at once)")
+            for ref in inflight:
+                ray.cancel(ref)  # a KeyboardInterrupt in the task: the run resumes from its last checkpoint
+            while inflight:
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
+                _pump(get_one, board, reports)
+                for ref in ready:
+                    job, t0 = inflight.pop(ref)
+                    try:
+                        report, death = ray.get(ref), None
+                    except Exception as e:  # noqa: BLE001 - TaskCancelledError
+                        report, death = None, _one_line(e)
+                    _finish(job, report, death, sweep_dir, board, t0, stopping=stop.signum)
+            raise Interrupted(stop.signum)
         return limit, per_run
     except BaseException:
         for ref, (job, _) in inflight.items():
@@ -954,6 +1040,25 @@ def ablate(
     if backend == "ray" and todo:
         _import_ray()
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(sweep_dir, "sweep"):
+            # planned again under the lock: another sweep may have changed the runs in between
+            runs = plan_runs(grid, sweep_dir, force=force)
+            todo = [r for r in runs if r.action != "skip"]
+            n_workers, threads = plan_workers(todo, specs, workers)
+            result = SweepResult(sweep_dir=sweep_dir, name=grid.name, runs=runs, arms=[], backend=backend,
+                                 workers=n_workers, threads=threads)
+            _sweep(result, grid, specs, todo, force=force, workers=workers, address=address, train_fn=train_fn,
+                   con=con, live=live)
+    except InUseError as e:
+        raise AblateError(str(e)) from None
+    return result
+
+
+def _sweep(result: SweepResult, grid: Grid, specs: dict[str, RunSpec], todo: list[RunResult], *, force: bool,
+           workers: int | None, address: str | None, train_fn: TrainFn | None, con: Any, live: bool | None) -> None:
+    """The part of :func:`ablate` that runs with the sweep folder locked."""
+    sweep_dir, runs = result.sweep_dir, result.runs
     write_grid_json(sweep_dir, grid, force=force)
     if todo and train_fn is None:
         from .basemodel import prebuild
@@ -966,11 +1071,12 @@ def ablate(
         done_before = len(runs) - len(todo)
         con.print(f"[bold]{grid.name}[/]: {len(todo)} of {len(runs)} runs to do"
                   + (f" ({done_before} finished, skipped)" if done_before else "") + f" -> {sweep_dir}/")
-        with _Board(runs, con, use_live) as board:
-            if backend == "local":
-                _run_local(todo, specs, n_workers, threads, fn_blob, board, sweep_dir)
+        with _Board(runs, con, use_live) as board, StopRequest() as stop:
+            if result.backend == "local":
+                _run_local(todo, specs, result.workers, result.threads, fn_blob, board, sweep_dir, stop)
             else:
-                result.workers, result.threads = _run_ray(todo, specs, workers, fn_blob, board, sweep_dir, address)
+                result.workers, result.threads = _run_ray(todo, specs, workers, fn_blob, board, sweep_dir, address,
+                                                          stop)
         if not use_live:
             con.print(runs_table(runs))
     else:
@@ -984,7 +1090,6 @@ def ablate(
     if result.paired:
         con.print(paired_table(result.paired))
     _print_failures(con, result)
-    return result
 
 
 def plan_table(runs: Sequence[RunResult]) -> Any:
@@ -1025,11 +1130,11 @@ def ablate_status(sweep_dir: Path | str, *, console: Any = None, show: bool = Tr
         state = run_state(rd)
         rows = read_rows(rd)
         err = None
+        summary = read_summary(rd) or {}
         if state == "failed":
-            try:
-                err = json.loads((rd / SUMMARY).read_text()).get("error")
-            except (OSError, ValueError, AttributeError):
-                err = None
+            err = summary.get("error")
+        elif summary.get("status") == "interrupted":
+            err = f"interrupted by {summary.get('signal', 'a signal')} (resumable)"
         runs.append(RunResult(name=d, arm=arm, seed=seed, dir=rd, before=state, action="status", status=state,
                               error=err, steps=_steps_of(rd), step=rows[-1].get("step") if rows else None,
                               last=_slim(rows[-1]) if rows else {}))
@@ -1048,8 +1153,9 @@ def ablate_status(sweep_dir: Path | str, *, console: Any = None, show: bool = Tr
         if result.paired:
             con.print(paired_table(result.paired))
         for r in runs:
-            if r.status == "failed" and r.error:
-                con.print(f"  {r.name}: {r.error}", markup=False, highlight=False, style="red")
+            if r.error:
+                con.print(f"  {r.name}: {r.error}", markup=False, highlight=False,
+                          style="red" if r.status == "failed" else "yellow")
     return result
 
 

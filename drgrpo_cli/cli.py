@@ -1,9 +1,11 @@
 """The ``drgrpo`` command line: thin wrappers over library functions (``train``, ``ablate``, ``plot``).
 
 Nothing heavy is imported at module level (torch, transformers, pandas and matplotlib load inside the
-commands), so ``drgrpo --help`` answers in well under a second. Every expected failure (a bad value, a run
-folder that exists, a model that cannot be loaded) is one line on stderr with exit code 2; a run that fails
-while training exits 1; Ctrl-C exits 130 and leaves a resumable run.
+commands), so ``drgrpo --help`` answers in well under a second. Exit codes, each failure one line on stderr:
+2 for what is wrong before work starts (a bad value, a run folder that exists or is in use, a model that
+cannot be loaded); 1 for a run that fails once it started (out of memory and a full disk included: not the
+input's fault; also out of memory or a full disk before it started), with how to resume; 128 + signum after
+a graceful stop (SIGTERM 143, Ctrl-C 130: the step finished and was checkpointed).
 """
 
 from __future__ import annotations
@@ -84,7 +86,11 @@ def train_cli(
         help="Held-out prompts per eval set (the built-in task's eval set, or the first N of each --eval-dataset)."
              + _d(_D.eval_max_prompts))] = None,
     checkpoint_every: Annotated[Optional[int], _opt("--checkpoint-every", panel=_PANEL_RUN,
-        help="Save a resumable checkpoint every N steps; 0 = never." + _d(_D.checkpoint_every))] = None,
+        help="Save a resumable checkpoint every N steps (and at a SIGTERM/Ctrl-C); 0 = never."
+             + _d(_D.checkpoint_every))] = None,
+    skip_nonfinite: Annotated[Optional[bool], _opt("--skip-nonfinite", panel=_PANEL_RUN,
+        help="A NaN/Inf loss or gradient norm skips that update (counted in train/skipped_updates) instead of "
+             "stopping the run." + _d("stop"))] = None,
     threads: Annotated[Optional[int], _opt("--threads", panel=_PANEL_RUN,
         help="torch CPU threads; 0 = auto: 1 for the built-in models (too small to split), else torch's default."
              + _d(_D.threads))] = None,
@@ -195,25 +201,38 @@ def train_cli(
 def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, quiet: bool) -> None:
     from rich.console import Console
 
-    from .trainer import RunExistsError, train
+    from .interrupt import Interrupted, signal_name
+    from .runlog import InUseError
+    from .trainer import RunExistsError, RunFailed, disk_full, is_oom, train
 
     console = Console(stderr=True)
+    again = f"drgrpo train --out {run_dir} --resume"
     try:
         if not quiet:
             from .basemodel import prebuild
 
             prebuild([cfg.model], console)
         summary = train(cfg, run_dir, resume=resume, force=force, progress=not quiet)
+    except Interrupted as e:
+        saved = f"checkpoint at step {e.step}" if e.step else "no checkpoint yet, the run restarts"
+        typer.echo(f"interrupted by {signal_name(e.signum)} ({saved}): resume with  {again}  (same options)", err=True)
+        raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo(f"interrupted: resume with  drgrpo train --out {run_dir} --resume  (same options)", err=True)
+        typer.echo(f"interrupted: resume with  {again}  (same options)", err=True)
         raise typer.Exit(130) from None
-    except FloatingPointError as e:
-        raise fail(f"run failed: {e}", 1) from None
-    except Exception as e:  # noqa: BLE001 - known input errors become one line; others too, with their type
-        name = type(e).__name__
-        if isinstance(e, (RunExistsError, ValueError, OSError, RuntimeError)):
-            raise fail(str(e).strip().splitlines()[0] if str(e).strip() else name) from None
-        raise fail(f"run failed: {name}: {e}", 1) from None
+    except RunFailed as e:
+        saved = f"from its checkpoint at step {e.checkpoint}" if e.checkpoint else "from step 0: no checkpoint yet"
+        extra = {"oom": " --micro-batches N", "nonfinite": " --skip-nonfinite"}.get(e.kind, "")
+        raise fail(f"run failed: {e}; resume ({saved}) with  {again}{extra}  (same options otherwise)", 1) from None
+    except Exception as e:  # noqa: BLE001 - before work started: bad input is 2, a machine problem 1
+        if is_oom(e):
+            raise fail(f"out of memory before training started: try a smaller model, --dtype bfloat16 or "
+                       f"--gradient-checkpointing ({str(e).strip().splitlines()[0]})", 1) from None
+        if disk_full(e) is not None:
+            raise fail(f"disk full ({disk_full(e)}): free some space, then run the same command again", 1) from None
+        if isinstance(e, (RunExistsError, InUseError, ValueError, OSError, RuntimeError)):
+            raise fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+        raise fail(f"run failed: {type(e).__name__}: {e}", 1) from None
     f = summary.get("final", {})
     g = summary.get("growth", {})
 

@@ -5,8 +5,10 @@ library are imported at module level; the runner (rich, multiprocessing, and tor
 imported when the command runs, so ``drgrpo --help`` stays fast.
 
 Exit codes: 0 all runs finished (or nothing to do); 1 some run failed (the others still ran; the failures
-are listed); 2 bad input (grid file, option, conflicting grid.json), one line on stderr, nothing run;
-130 interrupted (the runs are resumable: run the same command again).
+are listed), or the sweep's own process failed (one line; its runs were stopped and recorded first);
+2 bad input (grid file, option, conflicting grid.json, a sweep folder another sweep is using), one line on
+stderr, nothing run; 128 + signum after SIGTERM (143) or Ctrl-C (130): the running runs checkpointed and
+stopped, and the same command again continues.
 """
 
 from __future__ import annotations
@@ -83,10 +85,18 @@ def ablate_cli(
             raise _fail(str(e)) from None
         result = ablate(grid, seeds=seed_list, sets=tuple(set_ or ()), out=out, workers=workers, backend=backend,
                         address=address, dry_run=dry_run, force=force)
+    except typer.Exit:
+        raise
     except (GridError, ConfigError, AblateError) as e:
         raise _fail(str(e)) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the runs are resumable, run the same command again to continue", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        code = getattr(e, "exit_code", 130)  # interrupt.Interrupted: 128 + signum
+        typer.echo(f"interrupted{': ' + str(e) if str(e) else ''}: the runs are resumable, run the same command "
+                   f"again to continue", err=True)
+        raise typer.Exit(code) from None
+    except Exception as e:  # noqa: BLE001 - never a bare "Aborted." or a traceback: one line, exit 1
+        text = str(e).strip().splitlines()
+        raise _fail(f"the sweep stopped: {type(e).__name__}{': ' + text[0] if text else ''}; the runs were "
+                    f"stopped and recorded, run the same command again to continue", 1) from None
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -123,6 +123,7 @@ class TrainConfig:
     eval_samples: int | None = None  # sampled eval: responses per eval prompt; None -> 4 (builtin) / 0 (math)
     samples_per_step: int = 4
     checkpoint_every: int = 20
+    skip_nonfinite: bool = False  # NaN/Inf loss or gradient: skip the update (train/skipped_updates), not stop
 
     # ------------------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
@@ -224,7 +225,9 @@ class TrainConfig:
         return d
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        from .runlog import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

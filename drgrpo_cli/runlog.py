@@ -8,11 +8,16 @@ A run directory holds:
 * ``metrics.jsonl`` - one flat JSON object per policy step, append-only, flushed every step;
 * ``samples.jsonl`` - a few decoded responses per step with reward and length;
 * ``checkpoint/``   - the latest resumable state (deleted when the run finishes);
-* ``summary.json``  - written last: ``{"status": "finished", ...}``, or ``{"status": "failed", "error": ...}``.
+* ``summary.json``  - written last: ``{"status": "finished", ...}``, ``{"status": "failed", "error": ...}``, or
+  ``{"status": "interrupted", "signal": ..., "step": ...}`` (a graceful stop on SIGTERM/SIGINT);
+* ``.lock``         - locked (``flock``, through filelock) by the one process writing the run; the kernel
+  drops the lock when that process dies, so a killed run never leaves a stale lock.
 
-State is derived from the files alone (no lock files, no database): ``finished`` if summary.json says
-so, ``failed`` if it says failed, ``partial`` if config.json exists without a finished summary, ``missing``
-otherwise. Readers tolerate a torn last line in metrics.jsonl (a run killed mid-write) and report it.
+State is derived from the files alone (no database): ``finished`` if summary.json says so, ``failed`` if it
+says failed, ``partial`` if config.json exists otherwise (``interrupted`` runs are partial: resumable),
+``missing`` otherwise. Readers tolerate a torn last line in metrics.jsonl (a run killed mid-write) and
+report it; resuming rewrites the file without it. Whole files (summary, config, provenance, a truncated
+log) are written to a temporary name, fsynced and renamed, so a crash leaves the old file or the new one.
 JSON has no NaN: missing values (no incorrect responses this step, say) are written as ``null``.
 """
 
@@ -21,8 +26,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -30,6 +36,28 @@ SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 PROVENANCE = "provenance.json"
 CHECKPOINT = "checkpoint"
+LOCK = ".lock"
+
+
+class InUseError(Exception):
+    """Another process holds the folder's lock; the message is one line."""
+
+
+@contextmanager
+def locked(folder: Path, what: str = "run") -> Iterator[None]:
+    """Hold ``folder/.lock`` (the folder must exist) or raise InUseError at once: never wait for a writer."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(Path(folder) / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise InUseError(f"{folder} is in use by another drgrpo process (a train or ablate writing this {what}); "
+                         f"wait for it to end, or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _clean(v: Any) -> Any:
@@ -90,19 +118,40 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
     return rows, torn
 
 
-def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
-    """Rewrite a JSONL file atomically with only ``keep`` (used when resuming from a checkpoint)."""
+def replace_durably(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it to ``path`` and fsync the folder: after a crash, the old file or the new one."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(Path(path).parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(dumps_row(r) + "\n" for r in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: leave the old file and no half-written one
+        raise
+
+
+def truncate_jsonl(path: Path, keep: Iterable[dict[str, Any]]) -> None:
+    """Rewrite a JSONL file atomically with only ``keep`` (used when resuming; drops a torn last line)."""
+    write_text_atomic(path, "".join(dumps_row(r) + "\n" for r in keep))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_clean) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_clean) + "\n")
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -116,7 +165,7 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_state(run_dir: Path) -> str:
-    """``finished`` | ``failed`` | ``partial`` | ``missing`` (see the module docstring)."""
+    """``finished`` | ``failed`` | ``partial`` | ``missing`` (see the module docstring; ``interrupted`` is partial)."""
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     if summary is not None and summary.get("status") in ("finished", "failed"):

@@ -19,14 +19,25 @@ Choices and why:
   ``train/micro_batch_tokens`` in the process's first metrics row, ``train/micro_batches`` in every row,
   and ``micro_batch_tokens`` in ``summary.json``). Old and reference log-probs use the same micro-batches.
 * Resume: ``checkpoint/state.pt`` holds model, optimizer, torch and Python RNG states and the step; on
-  resume the metric and sample rows written after the checkpoint are dropped and recomputed, so a
-  resumed run's metrics equal an uninterrupted run's (up to the wall-clock ``time/*`` fields).
+  resume the metric and sample rows written after the checkpoint are dropped and recomputed (all of them,
+  step-0 eval included, when there is no checkpoint yet: the run restarts), so a resumed run's metrics
+  equal an uninterrupted run's (up to the wall-clock ``time/*`` fields). The checkpoint is written to a
+  temporary name, fsynced and renamed: a crash or a full disk mid-save leaves the previous one.
+  ``RESUME_MAY_CHANGE`` (the micro-batch split and gradient checkpointing for an OOM, ``skip_nonfinite`` for a
+  NaN: not the method) may differ on resume; the change is recorded in provenance.json (``resumed_with``).
+* Stops: one process writes a run (``runlog.locked``). SIGTERM/SIGINT finish the step, checkpoint it,
+  write summary.json ``interrupted`` and raise ``Interrupted`` (:mod:`drgrpo_cli.interrupt`). A failure
+  once work has started (step 0's eval on) becomes ``RunFailed``, one line naming the step (out of memory,
+  disk full, a NaN/Inf ``train/loss`` or ``train/grad_norm``, anything else), recorded in summary.json;
+  the last checkpoint stays. A non-finite loss or gradient norm is checked before ``opt.step()``, so it
+  never reaches the weights; ``skip_nonfinite`` skips such updates instead (``train/skipped_updates``).
 * Per-step metrics are a flat dict: ``train/*``, ``eval/*``, ``difficulty/k{k}/*``, ``time/*`` (see the
   README's "metrics" section for every key).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -41,10 +52,23 @@ from typing import Any, Callable
 
 from . import runlog
 from .config import ConfigError, TrainConfig
+from .interrupt import Interrupted, StopRequest, signal_name
+
+#: config fields that may differ on resume: memory use (the OOM remedies) and what a NaN does, not the method
+RESUME_MAY_CHANGE = ("micro_batches", "max_tokens_per_micro_batch", "gradient_checkpointing", "skip_nonfinite")
 
 
 class RunExistsError(Exception):
-    """The output folder already holds a run; the message is one line."""
+    """The output folder already holds a run (or cannot be used as asked); the message is one line."""
+
+
+class RunFailed(Exception):
+    """A run failed after work started: one line naming the step; ``checkpoint`` is the step it resumes from
+    (None: no checkpoint yet, it restarts); ``kind`` is oom | disk_full | nonfinite | error."""
+
+    def __init__(self, message: str, *, step: int | None, checkpoint: int | None, kind: str = "error"):
+        super().__init__(message)
+        self.step, self.checkpoint, self.kind = step, checkpoint, kind
 
 
 @dataclass
@@ -118,25 +142,32 @@ def tag_entropy(tags: list[str | None], ent_sum, tokens) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
-    """``fresh`` | ``resume`` | ``done``; refuses to touch an existing run unless asked to."""
-    state = runlog.run_state(out)
-    if out.exists() and any(out.iterdir()) and state == "missing":
+def _refuse_foreign(out: Path, force: bool) -> None:
+    """A non-empty folder that is not a run is never written to (not even a lock file)."""
+    if out.is_dir() and runlog.run_state(out) == "missing" and any(p.name != runlog.LOCK for p in out.iterdir()):
         if force:
             raise RunExistsError(f"{out} exists and is not a drgrpo run folder; refusing to delete it even with --force")
         raise RunExistsError(f"{out} exists and is not empty; choose another --out")
+
+
+def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> tuple[str, dict[str, list]]:
+    """(``fresh`` | ``resume`` | ``done``, the RESUME_MAY_CHANGE fields that change on resume: [old, new]);
+    refuses to touch an existing run unless asked to."""
+    _refuse_foreign(out, force)
+    state = runlog.run_state(out)
     if state == "missing":
-        return "fresh"
+        return "fresh", {}
     if force:
         for name in (runlog.CONFIG, runlog.METRICS, runlog.SAMPLES, runlog.SUMMARY, runlog.PROVENANCE):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
-        return "fresh"
+        return "fresh", {}
     if not resume:
         raise RunExistsError(f"{out} already holds a {state} run; pass --resume to continue it or --force to start over")
-    saved = TrainConfig.load(out / runlog.CONFIG).validate().to_dict()  # a run saved before "auto" was resolved
-    if saved != cfg.to_dict():
-        diff = sorted(k for k in saved if saved[k] != cfg.to_dict().get(k))
+    # validate(): a run saved before "auto" was resolved compares with its resolved values
+    saved, new = TrainConfig.load(out / runlog.CONFIG).validate().to_dict(), cfg.to_dict()
+    diff = sorted(k for k in saved if saved[k] != new.get(k))
+    if set(diff) - set(RESUME_MAY_CHANGE) or (diff and state == "finished"):
         raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
     if state != "finished" and (out / runlog.PROVENANCE).exists():
         from .provenance import library_change
@@ -145,7 +176,7 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> str:
         if change:
             raise ConfigError(f"{out} was started under other libraries ({change}); resuming would splice two "
                               f"random streams: reinstall those versions, or start over with --force")
-    return "done" if state == "finished" else "resume"
+    return ("done", {}) if state == "finished" else ("resume", {k: [saved[k], new[k]] for k in diff})
 
 
 def train(
@@ -157,31 +188,93 @@ def train(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run (or resume) one training run into ``out_dir``; returns the summary dict."""
+    """Run (or resume) one training run into ``out_dir``; returns the summary dict.
+
+    Raises, before touching the run: RunExistsError, ConfigError, ``runlog.InUseError`` (another process
+    writes it); once work started: RunFailed (one line, recorded in summary.json); on SIGTERM/SIGINT:
+    ``Interrupted`` after checkpointing (a second Ctrl-C: KeyboardInterrupt at once, resumable).
+    """
     cfg = config.validate()
     if cfg.task == "math":  # detected dataset columns go into config.json
         from .mathtask import resolve_fields
 
         cfg = resolve_fields(cfg, echo=(lambda line: print(line, file=sys.stderr)) if progress else None)
     out = Path(out_dir)
-    mode = _prepare_dir(cfg, out, resume, force)
-    if mode == "done":
-        return runlog.read_summary(out) or {}
+    _refuse_foreign(out, force)
     out.mkdir(parents=True, exist_ok=True)
-    if mode == "fresh":
-        cfg.save(out / runlog.CONFIG)
+    with runlog.locked(out):
+        mode, changed = _prepare_dir(cfg, out, resume, force)
+        if mode == "done":
+            return runlog.read_summary(out) or {}
+        if mode == "fresh":
+            cfg.save(out / runlog.CONFIG)
+        else:
+            (out / runlog.SUMMARY).unlink(missing_ok=True)  # an interrupted or failed attempt: this one replaces it
+        at: dict[str, int | None] = {"step": None, "checkpoint": None}  # step in progress, last checkpoint
+        note = "finishing this step, then saving a checkpoint (Ctrl-C again to stop at once)" if progress else None
+        try:
+            with StopRequest(note) as stop:
+                return _train(cfg, out, mode == "resume", on_step, progress, stop, at, changed)
+        except KeyboardInterrupt:
+            raise  # a partial run: resumable, not failed
+        except BaseException as e:
+            failed = _failure(e, at)
+            _record_failure(out, failed or e, at)
+            if failed is None or failed is e:
+                raise
+            raise failed from e
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def disk_full(e: BaseException | None) -> OSError | None:
+    """The ENOSPC/EDQUOT OSError behind ``e`` (torch wraps write errors in RuntimeError), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def is_oom(e: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA, or older torch's RuntimeError "... out of memory ...")."""
+    return type(e).__name__ == "OutOfMemoryError" or (isinstance(e, RuntimeError) and "out of memory" in str(e))
+
+
+def _failure(e: BaseException, at: dict[str, int | None]) -> RunFailed | None:
+    """The one-line RunFailed for an exception raised once work started (None before, or not an Exception)."""
+    if isinstance(e, RunFailed) or at["step"] is None or not isinstance(e, Exception):
+        return e if isinstance(e, RunFailed) else None
+    step, full = at["step"], disk_full(e)
+    if is_oom(e):
+        msg, kind = (f"out of memory at step {step}: lower --max-tokens-per-micro-batch (below the logged "
+                     f"train/micro_batch_tokens), raise --micro-batches or add --gradient-checkpointing (all "
+                     f"allowed on resume), or start over with a lower --max-tokens"), "oom"
+    elif full is not None:
+        msg, kind = f"disk full at step {step} (writing {full.filename or 'the run folder'}): free some space", \
+            "disk_full"
+    else:
+        msg, kind = f"{_one_line(e)} (at step {step})", "error"
+    return RunFailed(msg, step=step, checkpoint=at["checkpoint"], kind=kind)
+
+
+def _record_failure(out: Path, e: BaseException, at: dict[str, int | None]) -> None:
+    """summary.json ``failed``, best effort (the disk may be full)."""
     try:
-        return _train(cfg, out, mode == "resume", on_step, progress)
-    except KeyboardInterrupt:
-        raise  # a partial run: resumable, not failed
-    except BaseException as e:
         runlog.write_json_atomic(out / runlog.SUMMARY, {
-            "status": "failed", "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-        })
-        raise
+            "status": "failed", "error": str(e) if isinstance(e, RunFailed) else _one_line(e), "step": at["step"],
+            "checkpoint_step": at["checkpoint"]})
+    except OSError:
+        pass
 
 
-def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: bool, stop: StopRequest,
+           at: dict[str, int | None], changed: dict[str, list]) -> dict[str, Any]:
     import torch
 
     from .microbatch import auto_budget, plan_micro_batches
@@ -233,18 +326,30 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     start = 1
     ckpt = out / runlog.CHECKPOINT / "state.pt"
     if resuming and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        try:
+            state = torch.load(ckpt, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - only a damaged disk gets here (saves are atomic)
+            raise RunExistsError(f"{ckpt} is unreadable ({_one_line(e)}); delete it to restart the run from "
+                                 f"step 0, or --force") from None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         rng.setstate(state["py_rng"])
         start = state["step"] + 1
+        at["checkpoint"] = state["step"]
         backend.sync(model)
     if resuming:
-        # drop rows past the checkpoint (all rows if there was none): they will be recomputed identically
+        # drop the rows the resumed run will write again: those past the checkpoint, or, with no checkpoint,
+        # all of them (step 0's eval too: the run restarts); this also drops a torn last line
+        keep_below = start if at["checkpoint"] is not None else 0
         for name in (runlog.METRICS, runlog.SAMPLES):
             rows, _ = runlog.read_jsonl(out / name)
-            runlog.truncate_jsonl(out / name, [r for r in rows if r.get("step", 0) < start])
+            runlog.truncate_jsonl(out / name, [r for r in rows if r.get("step", 0) < keep_below])
+        if changed:
+            cfg.save(out / runlog.CONFIG)
+            prov = json.loads((out / runlog.PROVENANCE).read_text())
+            prov.setdefault("resumed_with", []).append({"from_step": start, "changed": changed})
+            runlog.write_json_atomic(out / runlog.PROVENANCE, prov)
 
     metrics_w = runlog.JsonlWriter(out / runlog.METRICS)
     samples_w = runlog.JsonlWriter(out / runlog.SAMPLES)
@@ -286,16 +391,32 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                 row.update(eval_pass("eval_sampled", cfg.eval_samples, greedy=False))
         return row
 
-    if start == 1 and cfg.eval_every:
-        ev = evaluate(0)
-        if ev:
-            metrics_w.write({"step": 0, **ev})
+    def stop_now(done: int | None) -> Interrupted:
+        """After a SIGTERM/SIGINT: checkpoint the last completed step, record the stop, return the exception."""
+        if done and at["checkpoint"] != done:
+            _save_checkpoint(out, model, opt, rng, done)
+            at["checkpoint"] = done
+        runlog.write_json_atomic(out / runlog.SUMMARY, {
+            "status": "interrupted", "signal": signal_name(stop.signum), "step": done,
+            "checkpoint_step": at["checkpoint"], "steps": cfg.steps})
+        return Interrupted(stop.signum, at["checkpoint"])
 
     bar = _Progress(cfg.steps, show_progress)
-    bar.advance_to(start - 1)
     last: dict[str, Any] = {}
+    ok = False
     try:
+        if stop:
+            raise stop_now(start - 1)
+        at["step"] = start - 1
+        if start == 1 and cfg.eval_every:
+            ev = evaluate(0)
+            if ev:
+                metrics_w.write({"step": 0, **ev})
+        bar.advance_to(start - 1)
+        if stop:
+            raise stop_now(start - 1)
         for step in range(start, cfg.steps + 1):
+            at["step"] = step
             t0 = time.time()
             # ---- rollouts ---------------------------------------------------------------------------------
             problems = task.sample(cfg.prompts_per_step, rng)
@@ -353,6 +474,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                         if ref_logp is not None:
                             ref_logp[sl.to(dev)] = score(ref, sl)[0]
             stats = {"loss": [], "grad_norm": [], "entropy": [], "clip": [], "kl": [], "micro": 0}
+            skipped = 0
             row_ent = torch.zeros(N)  # per-response entropy sums over the first epoch, for the per-tag entropy
             for _epoch in range(cfg.ppo_epochs):
                 order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
@@ -377,13 +499,21 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                                 row_ent[micro] = ent.sum(-1).float().cpu()
                             stats["clip"].append((st["clipped"].float() * m).sum().item() / max(1, mb_tokens))
                             stats["kl"].append((st["kl"] * m).sum().item() / max(1, mb_tokens))
-                    if not math.isfinite(mb_loss):
-                        raise FloatingPointError(f"loss is {mb_loss} at step {step}")
-                    gn = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                        cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+                    gn = float(torch.nn.utils.clip_grad_norm_(
+                        model.parameters(), cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
+                    bad = [(k, v) for k, v in (("train/loss", mb_loss), ("train/grad_norm", gn))
+                           if not math.isfinite(v)]
+                    if bad and cfg.skip_nonfinite:  # this update never reaches the weights
+                        opt.zero_grad(set_to_none=True)
+                        skipped += 1
+                        continue
+                    if bad:
+                        raise RunFailed(f"non-finite {bad[0][0]} ({bad[0][1]}) at step {step}: lower --lr, or skip "
+                                        f"such updates with --skip-nonfinite", step=step,
+                                        checkpoint=at["checkpoint"], kind="nonfinite")
                     opt.step()
                     stats["loss"].append(mb_loss)
-                    stats["grad_norm"].append(float(gn))
+                    stats["grad_norm"].append(gn)
             backend.sync(model)
             t_train = time.time() - t1
 
@@ -408,6 +538,8 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
                 row["train/micro_batches"] = stats["micro"]
                 if not last:
                     row["train/micro_batch_tokens"] = budget
+            if cfg.skip_nonfinite:
+                row["train/skipped_updates"] = skipped
             for k in range(G + 1):
                 row[f"difficulty/k{k}/groups"] = int(diff["count"][k])
                 row[f"difficulty/k{k}/abs_adv"] = float(diff["abs_adv"][k])
@@ -423,14 +555,22 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
             metrics_w.sync()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 _save_checkpoint(out, model, opt, rng, step)
+                at["checkpoint"] = step
             last = row
             bar.update(step, row)
             if on_step is not None:
                 on_step(row)
+            if stop and step < cfg.steps:
+                raise stop_now(step)
+        ok = True
     finally:
         bar.close()
-        metrics_w.close()
-        samples_w.close()
+        for w in (metrics_w, samples_w):
+            try:
+                w.close()
+            except OSError:
+                if ok:  # a failure on the way out is already being raised; this one would hide it
+                    raise
 
     rows, _ = runlog.read_jsonl(out / runlog.METRICS)
     summary = summarize(rows, cfg)
@@ -469,14 +609,23 @@ def summarize(rows: list[dict[str, Any]], cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _save_checkpoint(out: Path, model, opt, rng: random.Random, step: int) -> None:
+    """Write, fsync, rename: ``state.pt`` is always a whole checkpoint (the previous one if this save fails)."""
     import torch
 
     d = out / runlog.CHECKPOINT
     d.mkdir(exist_ok=True)
     tmp = d / "state.pt.tmp"
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                "py_rng": rng.getstate(), "step": step}, tmp)
+    try:
+        with open(tmp, "wb") as f:  # a Python file: a full disk surfaces as OSError(ENOSPC) behind torch's error
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "py_rng": rng.getstate(), "step": step}, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, d / "state.pt")
+    runlog.fsync_dir(d)
 
 
 def _chunks(idx, k: int):

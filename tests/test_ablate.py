@@ -190,21 +190,24 @@ def test_default_grid_resolution(tmp_path, monkeypatch):
 
 def test_bias_2x2_grid():
     g = load_grid(None)
-    assert g.name == "bias-2x2" and g.seeds == (0,)
-    assert [(r.name, r.arm) for r in g.runs] == [
-        ("grpo__seed0", "GRPO"), ("std-only-fix__seed0", "std-only fix"),
-        ("length-only-fix__seed0", "length-only fix"), ("dr-grpo__seed0", "Dr. GRPO")]
+    assert g.name == "bias-2x2" and g.seeds == (0, 1, 2)  # 3 paired seeds by default
+    assert [(r.name, r.arm) for r in g.runs] == [  # seed-major: every arm of seed 0 first
+        (f"{slug}__seed{s}", arm) for s in (0, 1, 2) for slug, arm in (
+            ("grpo", "GRPO"), ("std-only-fix", "std-only fix"), ("length-only-fix", "length-only fix"),
+            ("dr-grpo", "Dr. GRPO"))]
     knobs = {r.arm: (r.config.adv_scale, r.config.loss_agg) for r in g.runs}
     assert knobs == {"GRPO": ("group", "seq_mean"), "std-only fix": ("none", "seq_mean"),
                      "length-only fix": ("group", "max_tokens"), "Dr. GRPO": ("none", "max_tokens")}
     base = TrainConfig()
-    for r in g.runs:  # base = the built-in task defaults
-        assert r.config.task == "builtin" and r.config.steps == base.steps and r.config.lr == base.lr
+    for r in g.runs:  # base = the built-in task defaults, 60 steps with an eval every 15
+        assert r.config.task == "builtin" and r.config.lr == base.lr and r.config.group_size == base.group_size
+        assert (r.config.steps, r.config.eval_every) == (60, 15)
 
 
 def test_loss_modes_grid():
     g = load_grid("loss-modes")
-    assert [(r.name, r.arm, r.config.adv_scale, r.config.loss_agg) for r in g.runs] == [
+    assert g.seeds == (0, 1, 2)
+    assert [(r.name, r.arm, r.config.adv_scale, r.config.loss_agg) for r in g.runs if r.seed == 0] == [
         ("grpo__seed0", "GRPO", "group", "seq_mean"),
         ("dapo-token_mean__seed0", "DAPO (token_mean)", "group", "token_mean"),
         ("dr-grpo-loss-max_tokens__seed0", "Dr. GRPO loss (max_tokens)", "group", "max_tokens"),
@@ -828,7 +831,7 @@ def _rows(run_dir: Path) -> list[dict]:
 def test_real_trainer_2x2_two_workers(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "sweep"
-    r = ablate(None, sets=[*REAL_SETS, "steps=2"], out=out, workers=2, console=quiet())
+    r = ablate(None, sets=[*REAL_SETS, "steps=2"], seeds=[0], out=out, workers=2, console=quiet())
     assert r.exit_code == 0, [(x.name, x.error) for x in r.failed]
     assert r.workers == 2
     for x in r.runs:
@@ -844,19 +847,20 @@ def test_real_trainer_2x2_two_workers(tmp_path):
     assert len(csv_rows) == 5 and all(",1,1,0," in row for row in csv_rows[1:])
     assert json.loads((out / "grid.json").read_text())["arms"]["dr-grpo__seed0"] == "Dr. GRPO"
     before = tree(out)
-    r = ablate(None, sets=[*REAL_SETS, "steps=2"], out=out, console=quiet())
+    r = ablate(None, sets=[*REAL_SETS, "steps=2"], seeds=[0], out=out, console=quiet())
     assert r.exit_code == 0 and all(x.action == "skip" for x in r.runs) and tree(out) == before
 
 
 @pytest.mark.slow
-def test_real_trainer_resume_after_killed_run(tmp_path):
+@pytest.mark.parametrize("checkpoint_every", [2, 10], ids=["after-checkpoint", "before-any-checkpoint"])
+def test_real_trainer_resume_after_killed_run(tmp_path, checkpoint_every):
     pytest.importorskip("torch")
     p = write(tmp_path, """
         name = "one"
         [arms]
         GRPO = {adv_scale="group", loss_agg="seq_mean"}
     """)
-    sets = [*REAL_SETS, "steps=4"]
+    sets = [*REAL_SETS, "steps=4", f"checkpoint_every={checkpoint_every}"]
     ref = ablate(p, sets=sets, out=tmp_path / "ref", workers=1, console=quiet())
     assert ref.exit_code == 0, [(x.name, x.error) for x in ref.failed]
     out = tmp_path / "sweep"
@@ -867,7 +871,7 @@ def test_real_trainer_resume_after_killed_run(tmp_path):
     r = ablate(p, sets=sets, out=out, workers=1, console=quiet())  # the real trainer, resume=True
     assert r.exit_code == 0 and r.runs[0].action == "retry", r.runs[0].error
     rows = _rows(run)
-    assert [x["step"] for x in rows] == [0, 1, 2, 3, 4]  # no duplicate rows: step 3 was dropped and redone
+    assert [x["step"] for x in rows] == [0, 1, 2, 3, 4]  # no duplicate rows (step 0 included): redone, not kept
     assert rows == _rows(tmp_path / "ref" / "grpo__seed0")  # the same numbers as an uninterrupted run
 
 

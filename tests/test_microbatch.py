@@ -214,3 +214,34 @@ def test_the_paper_grid_leaves_the_split_to_the_token_budget():
         c = r.config.validate()
         assert (c.device, c.micro_batches, c.max_tokens_per_micro_batch) == ("cuda", 1, None)  # sized at start
         assert c.gradient_checkpointing and c.mini_batches == 8
+
+
+def test_a_resumed_run_may_change_the_split(tmp_path, small_model):
+    """The budget only trades memory for speed, so it may change on resume (an OOM's remedy); the change is
+    recorded and the resumed run's numbers match an uninterrupted run's to float rounding."""
+    from drgrpo_cli.trainer import train
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop_at_2(row):
+        if row["step"] == 2:
+            raise Stop
+
+    cfg = tiny_config(steps=3, eval_every=0, checkpoint_every=1)
+    train(cfg, tmp_path / "a", progress=False)
+    try:
+        train(cfg, tmp_path / "b", progress=False, on_step=stop_at_2)
+    except Stop:
+        pass
+    train(tiny_config(steps=3, eval_every=0, checkpoint_every=1, max_tokens_per_micro_batch=64), tmp_path / "b",
+          resume=True, progress=False)
+    prov = json.loads((tmp_path / "b" / "provenance.json").read_text())
+    assert prov["resumed_with"] == [{"from_step": 3, "changed": {"max_tokens_per_micro_batch": [65536, 64]}}]
+    a, _ = runlog.read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    b, _ = runlog.read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    assert [r["step"] for r in b] == [1, 2, 3]  # step 3 ran after the resume, in micro-batches of <= 64 tokens
+    for ra, rb in zip(a, b):
+        assert ra["train/gen_tokens"] == rb["train/gen_tokens"]
+        for key in ("train/loss", "train/grad_norm", "train/reward"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (ra["step"], key)
