@@ -290,10 +290,9 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
         torch.set_num_threads(cfg.threads)
     elif is_builtin(cfg.model):
         torch.set_num_threads(1)  # the tiny model's ops are too small to split: 1 thread is fastest
+    path = resolve_model_path(cfg.model)  # may build the base model (its own seeds): before seeding the run
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-
-    path = resolve_model_path(cfg.model)
     if not (out / runlog.PROVENANCE).exists():
         from .provenance import collect
 

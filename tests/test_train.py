@@ -127,7 +127,7 @@ def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
         old.pop(k)
     old.update(loss_max_tokens=64, epsilon_high=0.2, eval_samples=4, question_field="problem", answer_field="answer")
     (out / "config.json").write_text(json.dumps(old))
-    assert _prepare_dir(TrainConfig().validate(), out, resume=True, force=False) == "resume"
+    assert _prepare_dir(TrainConfig().validate(), out, resume=True, force=False) == ("resume", {})
 
 
 def test_config_round_trips_through_json(tmp_path):
@@ -375,3 +375,15 @@ def test_provenance_is_recorded_and_a_changed_library_set_refuses_resume(tmp_pat
     (out / "provenance.json").write_text(json.dumps(prov))
     summary = train(cfg, out, resume=True, progress=False)
     assert summary["status"] == "finished" and summary["provenance"]["libraries"] == prov["libraries"]
+
+
+def test_a_base_model_built_inside_train_does_not_change_the_run(tmp_path, monkeypatch):
+    """The first run on an empty cache builds the base model inside train(); its numbers equal a cached run's."""
+    from drgrpo_cli.trainer import train
+
+    monkeypatch.setenv("DRGRPO_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(steps=2, seed=4)
+    train(cfg, tmp_path / "first", progress=False)  # builds builtin-small into the empty cache
+    train(cfg, tmp_path / "cached", progress=False)
+    rows = [_strip_time(runlog.read_jsonl(tmp_path / d / "metrics.jsonl")[0]) for d in ("first", "cached")]
+    assert rows[0] == rows[1]
