@@ -89,7 +89,7 @@ from .grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_gri
 from .interrupt import Interrupted, StopRequest, signal_name
 from .metrics_math import HEADLINE_FALLBACK, headline, headline_key, mean
 from .metrics_math import run_numbers as _run_numbers
-from .runlog import (CONFIG, METRICS, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
+from .runlog import (CONFIG, METRICS, PROVENANCE, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
                      write_json_atomic)
 from .stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
 
@@ -304,6 +304,20 @@ def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False) -> list[RunRe
                 r.last = _slim(rows[-1])
         out.append(r)
     return out
+
+
+def _refuse_library_change(todo: Sequence[RunResult]) -> None:
+    """Before any work: a run to be resumed under another library set would splice two random streams."""
+    from .provenance import library_change
+
+    for r in todo:
+        p = r.dir / PROVENANCE
+        if r.before != "missing" and p.exists():
+            change = library_change(json.loads(p.read_text()))
+            if change:
+                raise AblateError(f"{r.dir} was started under other libraries ({change}); resuming would splice two "
+                                  f"random streams: reinstall those versions (results/constraints.txt for the "
+                                  f"published runs), or --force to start the sweep over")
 
 
 def plan_workers(todo: Sequence[RunResult], specs: dict[str, RunSpec], workers: int | None) -> tuple[int, int]:
@@ -1019,6 +1033,8 @@ def ablate(
     specs = {s.name: s for s in grid.runs}
     runs = plan_runs(grid, sweep_dir, force=force)
     todo = [r for r in runs if r.action != "skip"]
+    if not force:
+        _refuse_library_change(todo)
     n_workers, threads = plan_workers(todo, specs, workers)
     con = _console(console)
     result = SweepResult(sweep_dir=sweep_dir, name=grid.name, runs=runs, arms=[], dry_run=dry_run,

@@ -915,3 +915,26 @@ def test_worker_exits_when_the_sweep_process_is_killed(tmp_path):
         time.sleep(0.2)
     os.kill(grandchild, signal.SIGKILL)
     raise AssertionError("the worker outlived the killed sweep process")
+
+
+def test_resuming_under_another_library_set_is_refused_before_any_work(tmp_path):
+    pytest.importorskip("torch")
+    p = write(tmp_path, """
+        name = "one"
+        [arms]
+        GRPO = {adv_scale="group", loss_agg="seq_mean"}
+    """)
+    sets = [*REAL_SETS, "steps=2"]
+    out = tmp_path / "sweep"
+    assert ablate(p, sets=sets, out=out, workers=1, console=quiet()).exit_code == 0
+    run = out / "grpo__seed0"
+    (run / "summary.json").unlink()  # a partial run, as after a kill -9
+    prov = json.loads((run / "provenance.json").read_text())
+    prov["libraries"]["transformers"] = "0.0.1"
+    (run / "provenance.json").write_text(json.dumps(prov))
+    before = tree(out)
+    with pytest.raises(AblateError, match=r"started under other libraries \(transformers 0\.0\.1 -> .*--force"):
+        ablate(p, sets=sets, out=out, workers=1, console=quiet())
+    assert tree(out) == before  # nothing was run or written
+    r = ablate(p, sets=sets, out=out, workers=1, force=True, console=quiet())  # --force starts it over
+    assert r.exit_code == 0 and run_state(run) == "finished"
