@@ -22,10 +22,10 @@ one optimizer step per generation (on-policy, ratio 1), ``torch.set_num_threads(
 
 Differences that remain, and why they do not favour either side:
 
-* Derailment. drgrpo derails each rollout with probability 0.5 (the derail marker ``?`` is drawn per
-  rollout, inside a group). TRL samples ``num_generations`` completions of one dataset prompt, so the
-  dataset here carries the marker on every other prompt: half the rollouts are derailed in both, in
-  expectation, but in TRL a whole group shares it. Same prompt-length distribution (5 or 6 tokens).
+* Hidden operands. drgrpo hides the second operand of each rollout with probability 0.5 (``37+?=``, drawn
+  per rollout, inside a group). TRL samples ``num_generations`` completions of one dataset prompt, so the
+  dataset here hides it on every other prompt: half the rollouts are in the failure state in both, in
+  expectation, but in TRL a whole group shares it. Same prompt length (5 tokens).
 * Truncation. The reward wraps ``drgrpo_cli.task.builtin_reward``; ``truncated`` is read from TRL's
   ``completion_ids`` (which keep the ``<eos>``): a completion whose last id is not ``<eos>`` hit the
   64-token budget, exactly drgrpo's rule. Completion lengths count the ``<eos>`` in both.
@@ -138,7 +138,7 @@ def run_trl(path: str, steps: int, seed: int, checkpointing: bool, bf16: bool) -
     from trl import GRPOConfig, GRPOTrainer
 
     from drgrpo_cli.models import load_tokenizer, quiet_transformers
-    from drgrpo_cli.task import DERAIL, BuiltinTask, builtin_reward
+    from drgrpo_cli.task import BuiltinTask, builtin_reward, hide_operand
 
     quiet_transformers()
     tok = load_tokenizer(path)
@@ -149,9 +149,9 @@ def run_trl(path: str, steps: int, seed: int, checkpointing: bool, bf16: bool) -
     rng = random.Random(seed)
     n_rows = (steps + 1) * PROMPTS_PER_STEP
     problems = task.sample(n_rows, rng)
-    # every other prompt derailed: half the rollouts in expectation, as drgrpo's per-rollout coin
+    # every other prompt with its operand hidden: half the rollouts in expectation, as drgrpo's per-rollout coin
     ds = Dataset.from_dict({
-        "prompt": [p.prompt + (DERAIL if i % 2 else "") for i, p in enumerate(problems)],
+        "prompt": [hide_operand(p.prompt) if i % 2 else p.prompt for i, p in enumerate(problems)],
         "answer": [p.answer for p in problems],
     })
 
@@ -269,12 +269,12 @@ def run_drgrpo(path: str, steps: int, seed: int) -> dict:
 
     with tempfile.TemporaryDirectory() as d:
         train(drgrpo_config(path, steps, seed), Path(d) / "run", on_step=on_step, progress=False)
-    # prompt lengths are not logged; the built-in prompts are "ab+c=" (5 tokens) plus "?" on a derailed rollout
+    # prompt lengths are not logged; the built-in prompts are "ab+c=" or "ab+?=" (5 tokens)
     n = PROMPTS_PER_STEP * GROUP
     return {
         "step_s": [r["time/step_s"] for r in rows], "end_t": ends, "cpu_end": cpu_ends, "gen_s": [r["time/gen_s"] for r in rows],
         "train_s": [r["time/train_s"] for r in rows], "gen_cpu_s": gen_cpu, "gen_tokens": [r["train/gen_tokens"] for r in rows],
-        "prompt_tokens": [n * (5 + r.get("train/derailed/frac", 0.5)) for r in rows],
+        "prompt_tokens": [n * 5 for r in rows],
         "seq_lens": None, "len_mean": [r["train/len_mean"] for r in rows],
         "reward": [r["train/reward"] for r in rows], "threads": [torch.get_num_threads()],
     }

@@ -89,7 +89,7 @@ from .grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_gri
 from .interrupt import Interrupted, StopRequest, signal_name
 from .metrics_math import HEADLINE_FALLBACK, headline, headline_key, mean
 from .metrics_math import run_numbers as _run_numbers
-from .runlog import (CONFIG, METRICS, PROVENANCE, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
+from .runlog import (CONFIG, METRICS, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
                      write_json_atomic)
 from .stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
 
@@ -308,16 +308,12 @@ def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False) -> list[RunRe
 
 def _refuse_library_change(todo: Sequence[RunResult]) -> None:
     """Before any work: a run to be resumed under another library set would splice two random streams."""
-    from .provenance import library_change
+    from .provenance import resume_refusal
 
     for r in todo:
-        p = r.dir / PROVENANCE
-        if r.before != "missing" and p.exists():
-            change = library_change(json.loads(p.read_text()))
-            if change:
-                raise AblateError(f"{r.dir} was started under other libraries ({change}); resuming would splice two "
-                                  f"random streams: reinstall those versions (results/constraints.txt for the "
-                                  f"published runs), or --force to start the sweep over")
+        why = resume_refusal(r.dir) if r.before != "missing" else None
+        if why:
+            raise AblateError(why)
 
 
 def plan_workers(todo: Sequence[RunResult], specs: dict[str, RunSpec], workers: int | None) -> tuple[int, int]:

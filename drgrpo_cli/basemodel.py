@@ -5,10 +5,12 @@ Choices and why:
 * A standard ``LlamaForCausalLM`` saved in Hugging Face format (config.json, model.safetensors,
   tokenizer.json), so the same ``AutoModelForCausalLM`` / ``AutoTokenizer`` code - and vLLM - load it
   exactly like a hub model. Head dimension 32 (hidden 128 / 4 heads): vLLM's CPU attention rejects 16.
-* A short supervised warm-up (900 steps, see :class:`drgrpo_cli.task.WarmupRecipe`) so the model behaves
-  like a base model: imperfect accuracy (clean prompts ~91% right when sampled, derailed ones ~2%),
-  varied lengths, and a derailed mode that is almost always wrong and whose length it chooses itself. The loss covers response tokens only: the derail marker is the
-  environment's, and the model is never taught to emit it.
+* A short supervised warm-up (700 steps, see :class:`drgrpo_cli.task.WarmupRecipe`) so the model behaves
+  like a base model: clean training prompts ~98% right when sampled, hidden-operand ones a guess (~9%),
+  and a filler length after ``?`` that it chooses itself, short by mode with a long tail (``drgrpo base
+  --check`` measures all of it). The loss covers response tokens only: the prompt, hidden operand
+  included, is the environment's. Each batch is cut into length-sorted chunks, each padded to its own
+  width (the same loss as one padded batch, with far fewer padded positions).
 * Deterministic: fixed seeds, one thread count recorded; the result is cached under
   ``$DRGRPO_CACHE`` (default ``~/.cache/drgrpo``) in a folder named after a hash of the recipe, built
   into a temporary folder and renamed into place under a file lock, so parallel workers never see half a
@@ -29,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .task import EOS, PAD, UNK, VOCAB, WarmupRecipe, warmup_example
+from .task import EOS, PAD, VOCAB, WarmupRecipe, warmup_example
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,8 @@ def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, qu
         raise typer.Exit(130) from None
     except RunFailed as e:
         saved = f"from its checkpoint at step {e.checkpoint}" if e.checkpoint else "from step 0: no checkpoint yet"
-        extra = {"oom": " --micro-batches N", "nonfinite": " --skip-nonfinite"}.get(e.kind, "")
+        budget = " --max-tokens-per-micro-batch N" if cfg.max_tokens_per_micro_batch else " --micro-batches N"
+        extra = {"oom": budget, "nonfinite": " --skip-nonfinite"}.get(e.kind, "")
         raise fail(f"run failed: {e}; resume ({saved}) with  {again}{extra}  (same options otherwise)", 1) from None
     except Exception as e:  # noqa: BLE001 - before work started: bad input is 2, a machine problem 1
         if is_oom(e):

@@ -20,7 +20,8 @@ Conventions
 * **Numbers** (report) come from :func:`drgrpo_cli.metrics_math.run_numbers`, the one computation shared
   with the trainer's ``summary.json`` and ablate's ``summary.csv``; never smoothed. The headline is the
   growth of the failure-state wrong-answer length (``train/derailed/len_incorrect``; pooled
-  ``train/len_incorrect`` where not logged, said so). Partial/failed runs are included, with a warning.
+  ``train/len_incorrect`` where not logged, said so). Partial/failed runs are drawn and listed in the per-arm
+  tables, with a warning; the paired comparisons use finished runs only, as ``paired.csv`` does.
 * **Curves** (figures): per arm, thin per-seed lines, the mean over seeds (thick) and a band = percentile
   bootstrap 95% CI of that mean (1000 resamples of the seeds, fixed RNG seed; a description of seed spread,
   the inference is in the paired numbers), clipped to the metric's range (rates in [0, 1], lengths >= 0).
@@ -54,6 +55,8 @@ from typing import Any, Iterable, Sequence
 from .config import arm_label
 from .metrics_math import (
     FINAL_FRAC,
+    GROWTH_FIRST,
+    GROWTH_LAST,
     HEADLINE,
     HEADLINE_FALLBACK,
     finite,
@@ -65,6 +68,7 @@ from .metrics_math import (
     series,
     tail_mean,
     train_series,
+    window_size,
 )
 from .runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
 from .stats import (
@@ -740,7 +744,7 @@ def _fig_length_growth(ctx: _Ctx, paired: Sequence[dict[str, Any]]) -> Any:
             continue
         if p.headline and ctx.max_train_steps >= 10:  # where the growth numbers come from
             n = ctx.max_train_steps
-            first, last = math.ceil(round(0.1 * n, 9)), math.ceil(round(0.2 * n, 9))
+            first, last = window_size(n, GROWTH_FIRST), window_size(n, GROWTH_LAST)
             ax.axvspan(0.5, first + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
             ax.axvspan(n - last + 0.5, n + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
         _set_ylim(ax, curves, key)
@@ -915,7 +919,9 @@ def _metric_text(ctx: _Ctx, metric: str) -> tuple[str, str, int]:
 
 
 def _per_seed(ctx: _Ctx, metric: str) -> dict[str, dict[Any, float | None]]:
-    return {a: by_seed((r.seed, _metric_value(ctx, metric, r.numbers)) for r in ctx.runs_by_arm[a]) for a in ctx.arms}
+    """Per arm, seed -> the metric, over finished runs only (as ``paired.csv``: a partial run's windows differ)."""
+    return {a: by_seed((r.seed, _metric_value(ctx, metric, r.numbers)) for r in ctx.runs_by_arm[a]
+                       if r.state == "finished") for a in ctx.arms}
 
 
 def _paired(ctx: _Ctx) -> list[dict[str, Any]]:
@@ -1085,8 +1091,8 @@ def _config_table(ctx: _Ctx) -> list[str]:
     header = ["key", "all arms"] + list(ctx.arms)
     rows = [[f"**{k}**", ""] + [f"`{per_arm[a][k]}`" for a in ctx.arms] for k in differ]
     rows += [[k, f"`{per_arm[ctx.arms[0]][k]}`"] + [""] * len(ctx.arms) for k in shared]
-    lines = [f"Keys that differ between arms first (bold, one column per arm), then the keys all arms share. "
-             f"Several values in a cell are the values of that arm's seeds."]
+    lines = ["Keys that differ between arms first (bold, one column per arm), then the keys all arms share. "
+             "Several values in a cell are the values of that arm's seeds."]
     return lines + [""] + _table(header, rows)
 
 

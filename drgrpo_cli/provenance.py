@@ -102,8 +102,26 @@ def collect(model_path: str, device: str, threads: int) -> dict[str, Any]:
             "model_path": model_path, "weights_sha256": weights_sha256(model_path), "argv": list(sys.argv)}
 
 
-def library_change(saved: dict[str, Any]) -> str | None:
-    """``"torch 2.13.0 -> 2.14.0, ..."`` when this process's libraries differ from a saved record, else None."""
+def library_change(saved: dict[str, Any], *, uses_vllm: bool = True) -> str | None:
+    """``"torch 2.13.0 -> 2.14.0, ..."`` when this process's libraries differ from a saved record, else None.
+    vllm counts only for a run that samples with it (installing vllm does not change an HF run)."""
     was, now = saved.get("libraries") or {}, library_versions()
-    diff = [f"{k} {was.get(k)} -> {now.get(k)}" for k in now if was.get(k) != now.get(k)]
+    diff = [f"{k} {was.get(k)} -> {now.get(k)}" for k in now
+            if was.get(k) != now.get(k) and (uses_vllm or k != "vllm")]
     return ", ".join(diff) or None
+
+
+def resume_refusal(run_dir: Path) -> str | None:
+    """Why a run must not be resumed in this process (it was started under another library set: the
+    continuation would splice two random streams), as one line; None when it may be."""
+    import json
+
+    prov, cfg = Path(run_dir) / "provenance.json", Path(run_dir) / "config.json"
+    if not prov.exists():
+        return None
+    backend = json.loads(cfg.read_text()).get("backend") if cfg.exists() else None
+    change = library_change(json.loads(prov.read_text()), uses_vllm=backend != "hf")
+    if change is None:
+        return None
+    return (f"{run_dir} was started under other libraries ({change}); resuming would splice two random streams: "
+            f"reinstall those versions (results/constraints.txt for the published runs), or start over with --force")

@@ -17,7 +17,8 @@ Choices and why:
   that is > 1, else by the token budget ``max_tokens_per_micro_batch`` (:mod:`drgrpo_cli.microbatch`;
   on CUDA without a budget it is sized from the free memory once, at start, and logged as
   ``train/micro_batch_tokens`` in the process's first metrics row, ``train/micro_batches`` in every row,
-  and ``micro_batch_tokens`` in ``summary.json``). Old and reference log-probs use the same micro-batches.
+  and ``micro_batch_tokens`` in ``summary.json``). Old and reference log-probs are computed once per
+  step, before any update, over the batch in its original order (with the same splitting rule).
 * Resume: ``checkpoint/state.pt`` holds model, optimizer, torch and Python RNG states and the step; on
   resume the metric and sample rows written after the checkpoint are dropped and recomputed (all of them,
   step-0 eval included, when there is no checkpoint yet: the run restarts), so a resumed run's metrics
@@ -169,13 +170,12 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> tupl
     diff = sorted(k for k in saved if saved[k] != new.get(k))
     if set(diff) - set(RESUME_MAY_CHANGE) or (diff and state == "finished"):
         raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
-    if state != "finished" and (out / runlog.PROVENANCE).exists():
-        from .provenance import library_change
+    if state != "finished":
+        from .provenance import resume_refusal
 
-        change = library_change(json.loads((out / runlog.PROVENANCE).read_text()))
-        if change:
-            raise ConfigError(f"{out} was started under other libraries ({change}); resuming would splice two "
-                              f"random streams: reinstall those versions, or start over with --force")
+        why = resume_refusal(out)
+        if why:
+            raise ConfigError(why)
     return ("done", {}) if state == "finished" else ("resume", {k: [saved[k], new[k]] for k in diff})
 
 
@@ -219,10 +219,20 @@ def train(
             raise  # a partial run: resumable, not failed
         except BaseException as e:
             failed = _failure(e, at)
+            if failed is None and mode == "fresh":  # nothing ran (a model or dataset that fails to load, say):
+                _discard(out)  # leave no run behind, so the corrected command starts clean instead of "differs"
+                raise
             _record_failure(out, failed or e, at)
             if failed is None or failed is e:
                 raise
             raise failed from e
+
+
+def _discard(out: Path) -> None:
+    """Remove what a fresh run wrote before it failed to start: the folder is no run again."""
+    for name in (runlog.CONFIG, runlog.PROVENANCE, runlog.METRICS, runlog.SAMPLES, runlog.SUMMARY):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
 
 
 def _one_line(e: BaseException) -> str:
@@ -279,7 +289,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
 
     from .microbatch import auto_budget, plan_micro_batches
     from .models import load_model, load_tokenizer, resolve_model_path
-    from .objectives import aggregate_loss, compute_advantages, group_pass_stats, masked_mean, ppo_token_loss
+    from .objectives import aggregate_loss, compute_advantages, group_pass_stats, ppo_token_loss
     from .packing import packed_logprobs, response_mask
     from .rollout import make_backend
 

@@ -327,6 +327,11 @@ def test_a_runtime_error_before_work_starts_is_still_bad_input(tmp_path, monkeyp
     monkeypatch.setattr(models, "resolve_model_path", broken)
     res = runner.invoke(app, _args(tmp_path / "run", 2, 1, 0))
     assert res.exit_code == 2 and res.stderr.startswith("error: Error(s) in loading state_dict")
+    # nothing ran, so no run is left behind: the corrected command (here: other options) starts clean
+    assert runlog.run_state(tmp_path / "run") == "missing"
+    monkeypatch.undo()
+    res = runner.invoke(app, _args(tmp_path / "run", 3, 1, 0))
+    assert res.exit_code == 0 and runlog.run_state(tmp_path / "run") == "finished"
 
 
 # ---- sweeps: SIGTERM passed on to the workers; a helper process killed -------------------------------------

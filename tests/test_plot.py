@@ -815,3 +815,15 @@ def test_seed_ranges_are_compact():
     assert _seed_ranges([2, 3, 4, 5, 6, 7, 8, 9]) == "2-9"
     assert _seed_ranges([0, 1, 3, 5, 6, 7]) == "0, 1, 3, 5-7"
     assert _seed_ranges(["a", "b"]) == "a, b" and _seed_ranges([1]) == "1"
+
+
+def test_paired_comparisons_use_finished_runs_only_as_paired_csv(tmp_path):
+    from drgrpo_cli.ablate import paired_comparisons, summarize
+
+    root = write_fake_sweep(tmp_path / "sweep", seeds=3, steps=30)
+    (root / "group-seq_mean__seed1" / "summary.json").unlink()  # GRPO seed 1 still running: a partial run
+    res = plot([root], formats=("png",))
+    got = {(p["metric"], p["kind"]): p for p in res.summary["paired"]}[("headline_growth", "grpo_vs_drgrpo")]
+    assert got["n"] == 2  # seeds 0 and 2; the partial run is drawn but not compared
+    csv = {(r.metric, r.kind): r for r in paired_comparisons(summarize(root))}[("headline_growth", "grpo_vs_drgrpo")]
+    assert (csv.result.n, csv.result.mean) == (got["n"], pytest.approx(got["mean"]))

@@ -387,3 +387,16 @@ def test_a_base_model_built_inside_train_does_not_change_the_run(tmp_path, monke
     train(cfg, tmp_path / "cached", progress=False)
     rows = [_strip_time(runlog.read_jsonl(tmp_path / d / "metrics.jsonl")[0]) for d in ("first", "cached")]
     assert rows[0] == rows[1]
+
+
+def test_resume_refusal_counts_vllm_only_for_vllm_runs(tmp_path):
+    from drgrpo_cli.provenance import library_versions, resume_refusal
+
+    libs = {**library_versions(), "vllm": "0.0.1"}
+    (tmp_path / "provenance.json").write_text(json.dumps({"libraries": libs}))
+    for backend, refused in (("hf", False), ("vllm", True)):
+        (tmp_path / "config.json").write_text(json.dumps({"backend": backend}))
+        why = resume_refusal(tmp_path)
+        assert (why is not None) is refused
+        if refused:
+            assert "vllm 0.0.1 -> " in why and "--force" in why
