@@ -23,13 +23,19 @@ GRID_HELP = ("Grid TOML file, or the name of a bundled grid: bias-2x2 (default),
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]``; raises ValueError with one line."""
-    try:
-        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
-    except ValueError:
-        raise ValueError(f"--seeds takes a comma-separated list of integers like 0,1,2, got {text!r}") from None
+    """``"0,1,2"`` -> ``[0, 1, 2]``, ``"0-9"`` -> ``[0, ..., 9]``, ``"0-2,7"`` -> ``[0, 1, 2, 7]``; raises ValueError
+    with one line (also for a seed given twice: runs sharing a seed are one run)."""
+    bad = ValueError(f"--seeds takes comma-separated integers or ranges like 0,1,2 or 0-9, got {text!r}")
+    seeds: list[int] = []
+    for part in (p for p in text.replace(" ", "").split(",") if p):
+        lo, sep, hi = part.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())):
+            raise bad
+        seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
     if not seeds:
-        raise ValueError(f"--seeds takes a comma-separated list of integers like 0,1,2, got {text!r}")
+        raise bad
+    if len(seeds) != len(set(seeds)):
+        raise ValueError(f"--seeds lists a seed twice: {text!r}")
     return seeds
 
 
@@ -41,7 +47,7 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 def ablate_cli(
     grid: Annotated[Optional[Path], typer.Argument(help=GRID_HELP, show_default=False)] = None,
     seeds: Annotated[Optional[str], typer.Option(
-        "--seeds", metavar="LIST", help="Comma-separated seeds, e.g. 0,1,2 (replaces the grid's seeds).")] = None,
+        "--seeds", metavar="LIST", help="Seeds as a comma-separated list or ranges, e.g. 0,1,2 or 0-9 (replaces the grid's seeds).")] = None,
     set_: Annotated[Optional[List[str]], typer.Option(
         "--set", metavar="KEY=VALUE",
         help="Set a config field for every run (applied to the grid's base table); repeatable.")] = None,

@@ -743,6 +743,8 @@ def test_cli_help_dry_run_and_errors(tmp_path):
     assert "dr-grpo__seed1" in res.stdout and not (tmp_path / "s").exists()
     for args, fragment in ((["--set", "stepz=3", "--dry-run"], "unknown config key"),
                            (["--seeds", "a", "--dry-run"], "--seeds"),
+                           (["--seeds", "0-2,2", "--dry-run"], "lists a seed twice"),
+                           (["--seeds", "5-3", "--dry-run"], "ranges like"),
                            (["nope.toml", "--dry-run"], "no such grid file"),
                            (["--backend", "slurm", "--dry-run"], "backend"),
                            (["--status", str(tmp_path / "none")], "no such sweep directory"),
@@ -938,3 +940,13 @@ def test_resuming_under_another_library_set_is_refused_before_any_work(tmp_path)
     assert tree(out) == before  # nothing was run or written
     r = ablate(p, sets=sets, out=out, workers=1, force=True, console=quiet())  # --force starts it over
     assert r.exit_code == 0 and run_state(run) == "finished"
+
+
+def test_seeds_take_lists_and_ranges():
+    from drgrpo_cli.cli_ablate import parse_seeds
+
+    assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("0-9") == list(range(10))
+    assert parse_seeds("0-2, 7") == [0, 1, 2, 7] and parse_seeds("3") == [3]
+    for bad in ("", "a", "2-", "-1", "5-3", "1.5"):
+        with pytest.raises(ValueError, match="ranges like"):
+            parse_seeds(bad)
