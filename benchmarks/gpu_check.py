@@ -13,7 +13,7 @@ Choices and why:
   ``generate``), and s/step includes the policy update.
 * ``--paper-shape`` needs no network: it builds, in a temporary folder, a random ``Qwen2ForCausalLM`` with
   Qwen2.5-1.5B's shape (hidden 1536, 28 layers, 12 query / 2 key-value heads, FFN 8960, tied embeddings,
-  bf16) and a character tokenizer (the ~100 printable ASCII symbols, as ``drgrpo_cli.basemodel`` builds its
+  bf16) and a character tokenizer (the ~100 printable ASCII symbols, as ``drgrpo_cli.tasks.builtin_model`` builds its
   own), padded with placeholder tokens to Qwen2.5's 151,936-entry vocabulary (``--vocab-size``; 0 = the
   characters only) so the logits cost what they cost for the real model; plus a JSONL of arithmetic
   problems (``problem``/``answer``, ``--template none``). It then runs the paper's per-step shape scaled
@@ -129,7 +129,7 @@ def build_paper_shape(folder: Path, *, tiny: bool, vocab_size: int | None, seed:
         model = Qwen2ForCausalLM(cfg)
     finally:
         torch.set_default_dtype(default)
-    from drgrpo_cli.models import quiet_transformers
+    from drgrpo_cli.policy import quiet_transformers
 
     quiet_transformers()
     model_dir = folder / "model"
@@ -176,7 +176,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from drgrpo_cli import packing, rollout, runlog
     from drgrpo_cli.config import TrainConfig
-    from drgrpo_cli.models import resolve_model_path
+    from drgrpo_cli.tasks.builtin_model import resolve_model_path
     from drgrpo_cli.trainer import train
 
     cuda = args.device.startswith("cuda")
@@ -343,7 +343,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.backends:
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     else:
-        from drgrpo_cli.vllm_backend import vllm_usable
+        from drgrpo_cli.rollout.vllm import vllm_usable
 
         backends = ["hf"] + (["vllm"] if vllm_usable(args.device) else [])
     task = f"math:{Path(args.dataset).name}" if args.dataset else "builtin task"

@@ -4,7 +4,7 @@
 
 Loads the run's config.json, trains its first ``--steps`` steps (same eval cadence, so the step-0 eval row
 is recomputed too) into ``--out`` (default: a temporary folder), and compares rows 0..steps with the run's
-metrics.jsonl exactly, ``time/*`` keys left out (:mod:`drgrpo_cli.reproduce` explains what is compared).
+metrics.jsonl exactly, ``time/*`` keys left out (:mod:`drgrpo_cli.sweep.reproduce` explains what is compared).
 Refuses to judge when the installed library versions differ from the run's provenance.json (install
 them with results/constraints.txt) unless ``--force``. Exit code 0 when every row matches, 1 when one
 does not, 2 when it cannot run.
@@ -27,7 +27,7 @@ def main() -> int:
     ap.add_argument("--force", action="store_true", help="compare even under other library versions")
     args = ap.parse_args()
 
-    from drgrpo_cli.reproduce import ReproduceError, describe, library_mismatch, reproduce
+    from drgrpo_cli.sweep.reproduce import ReproduceError, describe, library_mismatch, reproduce
 
     try:
         change = library_mismatch(args.run)

@@ -38,14 +38,14 @@ def main() -> None:
         if args.fresh_base:
             env["DRGRPO_CACHE"] = str(tmp / "cache")
         sweep = tmp / "bias-2x2"
-        t_base = run([sys.executable, "-m", "drgrpo_cli.cli", "base"], env)
-        cmd = [sys.executable, "-m", "drgrpo_cli.cli", "ablate", "--out", str(sweep)]
+        t_base = run([sys.executable, "-m", "drgrpo_cli.cli.app", "base"], env)
+        cmd = [sys.executable, "-m", "drgrpo_cli.cli.app", "ablate", "--out", str(sweep)]
         if args.workers:
             cmd += ["--workers", str(args.workers)]
         for s in args.set:
             cmd += ["--set", s]
         t_sweep = run(cmd, env)
-        t_plot = run([sys.executable, "-m", "drgrpo_cli.cli", "plot", str(sweep)], env)
+        t_plot = run([sys.executable, "-m", "drgrpo_cli.cli.app", "plot", str(sweep)], env)
         rows = []
         for m in sorted(sweep.glob("*/metrics.jsonl")):
             rows += [r for r in map(json.loads, m.read_text().splitlines()) if r.get("step", 0) >= 1]

@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     args = ap.parse_args()
 
-    from drgrpo_cli.basemodel import build_base, is_builtin
+    from drgrpo_cli.tasks.builtin_model import build_base, is_builtin
     from drgrpo_cli.config import PRESETS, TrainConfig
     from drgrpo_cli.trainer import train
 

@@ -26,7 +26,7 @@ Differences that remain, and why they do not favour either side:
   per rollout, inside a group). TRL samples ``num_generations`` completions of one dataset prompt, so the
   dataset here hides it on every other prompt: half the rollouts are in the failure state in both, in
   expectation, but in TRL a whole group shares it. Same prompt length (5 tokens).
-* Truncation. The reward wraps ``drgrpo_cli.task.builtin_reward``; ``truncated`` is read from TRL's
+* Truncation. The reward wraps ``drgrpo_cli.tasks.builtin.builtin_reward``; ``truncated`` is read from TRL's
   ``completion_ids`` (which keep the ``<eos>``): a completion whose last id is not ``<eos>`` hit the
   64-token budget, exactly drgrpo's rule. Completion lengths count the ``<eos>`` in both.
 * Optimizer: TRL uses AdamW betas (0.9, 0.999) and a linear LR decay to 0 over the run; drgrpo uses
@@ -115,7 +115,7 @@ def matmul_gflops(n: int = 512, seconds: float = 1.5) -> float:
 def model_shape(path: str | None = None) -> dict:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from drgrpo_cli.basemodel import build_base
+    from drgrpo_cli.tasks.builtin_model import build_base
 
     path = path or str(build_base("builtin"))
     model = AutoModelForCausalLM.from_pretrained(path)
@@ -137,8 +137,8 @@ def run_trl(path: str, steps: int, seed: int, checkpointing: bool, bf16: bool) -
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from drgrpo_cli.models import load_tokenizer, quiet_transformers
-    from drgrpo_cli.task import BuiltinTask, builtin_reward, hide_operand
+    from drgrpo_cli.policy import load_tokenizer, quiet_transformers
+    from drgrpo_cli.tasks.builtin import BuiltinTask, builtin_reward, hide_operand
 
     quiet_transformers()
     tok = load_tokenizer(path)
@@ -287,7 +287,8 @@ def profile_drgrpo(steps: int, seed: int, top: int = 35) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from drgrpo_cli.models import load_model, load_tokenizer, resolve_model_path
+    from drgrpo_cli.policy import load_model, load_tokenizer
+    from drgrpo_cli.tasks.builtin_model import resolve_model_path
     from drgrpo_cli.trainer import train
 
     path = resolve_model_path("builtin")  # import transformers' lazy modules before profiling

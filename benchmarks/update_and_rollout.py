@@ -43,12 +43,12 @@ def main() -> None:
 
     import torch
 
-    from drgrpo_cli.basemodel import base_dir, build_base
-    from drgrpo_cli.models import load_model, load_tokenizer
+    from drgrpo_cli.tasks.builtin_model import base_dir, build_base
+    from drgrpo_cli.policy import load_model, load_tokenizer
     from drgrpo_cli.objectives import aggregate_loss, gather_logprobs, ppo_token_loss, token_entropy
     from drgrpo_cli.packing import default_overhead, packed_logprobs, pad_batch, plan_chunks, response_logits
-    from drgrpo_cli.rollout import HFBackend
-    from drgrpo_cli.task import BuiltinTask
+    from drgrpo_cli.rollout.hf import HFBackend
+    from drgrpo_cli.tasks.builtin import BuiltinTask
 
     torch.set_num_threads(args.threads)
     name = args.model or ("builtin" if (base_dir("builtin") / "config.json").exists() else "builtin-small")

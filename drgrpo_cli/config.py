@@ -25,7 +25,7 @@ Choices made here and why:
   stays None: it means the model's own context length as vLLM reads it from the model's config, which
   is only known once the engine has loaded the model. ``question_field``/``answer_field`` None means "detect
   the dataset's columns"; the trainer resolves them from the datasets' first rows
-  (:func:`drgrpo_cli.mathtask.resolve_fields`) before ``config.json`` is written, so it records the names
+  (:func:`drgrpo_cli.tasks.math.resolve_fields`) before ``config.json`` is written, so it records the names
   used (a field stays None only when the datasets of one run name that column differently: each then uses
   its own, as printed).
 """
@@ -225,7 +225,7 @@ class TrainConfig:
         return d
 
     def save(self, path: Path) -> None:
-        from .runlog import write_text_atomic
+        from drgrpo_cli.runlog import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
@@ -255,7 +255,7 @@ def _micro_batch_budget(cfg: TrainConfig) -> int | None:
         return cfg.max_tokens_per_micro_batch
     if cfg.device.startswith("cuda"):
         return None
-    from .microbatch import CPU_DEFAULT_TOKENS
+    from drgrpo_cli.microbatch import CPU_DEFAULT_TOKENS
 
     return CPU_DEFAULT_TOKENS
 
@@ -279,7 +279,7 @@ def resolve_backend(backend: str, device: str) -> str:
         return backend
     if not str(device).startswith("cuda"):
         return "hf"
-    from .vllm_backend import vllm_usable
+    from drgrpo_cli.rollout.vllm import vllm_usable
 
     return "vllm" if vllm_usable(str(device)) else "hf"
 

@@ -64,8 +64,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .config import ADV_SCALES, LOSS_AGGS  # one list of modes, owned by the config
-
 
 # ------------------------------------------------------------------------------------------------
 # advantages
@@ -89,8 +87,8 @@ def compute_advantages(
     ddof: int = 1,
 ) -> Tensor:  # [N], same dtype as rewards
     """Group-relative advantages: ``r - mean_g``, divided by the group's std, the batch's std, or nothing."""
-    if scale not in ADV_SCALES:
-        raise ValueError(f"scale must be one of {', '.join(ADV_SCALES)}, got {scale!r}")
+    if scale not in ("group", "batch", "none"):  # config.ADV_SCALES (tested to agree)
+        raise ValueError(f"scale must be one of group, batch, none, got {scale!r}")
     if ddof < 0:
         raise ValueError(f"ddof must be >= 0, got {ddof}")
     if not rewards.is_floating_point():
@@ -133,8 +131,8 @@ def aggregate_loss(
     num_tokens: int | Tensor | None = None,  # global response tokens ("token_mean"); default mask.sum()
 ) -> Tensor:  # []
     """Reduce a per-token loss to the scalar to backpropagate; see the module docstring for the modes."""
-    if mode not in LOSS_AGGS:
-        raise ValueError(f"loss aggregation mode must be one of {', '.join(LOSS_AGGS)}, got {mode!r}")
+    if mode not in ("seq_mean", "token_mean", "max_tokens", "seq_sum"):  # config.LOSS_AGGS (tested to agree)
+        raise ValueError(f"loss aggregation mode must be one of seq_mean, token_mean, max_tokens, seq_sum, got {mode!r}")
     if mode == "max_tokens" and (max_tokens is None or max_tokens <= 0):
         raise ValueError(f"mode 'max_tokens' needs a positive max_tokens (L_max), got {max_tokens!r}")
     if token_loss.dim() != 2 or mask.shape != token_loss.shape:

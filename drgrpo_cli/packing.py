@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .objectives import gather_logprobs, token_entropy
+from drgrpo_cli.objectives import gather_logprobs, token_entropy
 
 
 def pad_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int):

@@ -91,7 +91,7 @@ def weights_sha256(model_path: str) -> str | None:
 
 def collect(model_path: str, device: str, threads: int) -> dict[str, Any]:
     """The provenance record of a run starting now."""
-    from . import __version__
+    from drgrpo_cli import __version__
 
     dev: dict[str, Any] = {"device": device, "cpu": cpu_model(), "threads": threads}
     if device.startswith("cuda"):

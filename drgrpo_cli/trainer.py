@@ -38,7 +38,6 @@ Choices and why:
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -51,9 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import runlog
-from .config import ConfigError, TrainConfig
-from .interrupt import Interrupted, StopRequest, signal_name
+from drgrpo_cli import runlog
+from drgrpo_cli.config import ConfigError, TrainConfig
+from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
+from drgrpo_cli.errors import disk_full, is_oom, one_line
 
 #: config fields that may differ on resume: memory use (the OOM remedies) and what a NaN does, not the method
 RESUME_MAY_CHANGE = ("micro_batches", "max_tokens_per_micro_batch", "gradient_checkpointing", "skip_nonfinite")
@@ -91,10 +91,10 @@ class Batch:
 
 def make_task(cfg: TrainConfig):
     if cfg.task == "builtin":
-        from .task import BuiltinTask
+        from drgrpo_cli.tasks.builtin import BuiltinTask
 
         return BuiltinTask(cfg.derail_prob, eval_size=cfg.eval_max_prompts)
-    from .mathtask import MathTask
+    from drgrpo_cli.tasks.math import MathTask
 
     return MathTask(cfg)
 
@@ -171,7 +171,7 @@ def _prepare_dir(cfg: TrainConfig, out: Path, resume: bool, force: bool) -> tupl
     if set(diff) - set(RESUME_MAY_CHANGE) or (diff and state == "finished"):
         raise ConfigError(f"{out} was started with a different config ({', '.join(diff)} differ); use another --out")
     if state != "finished":
-        from .provenance import resume_refusal
+        from drgrpo_cli.provenance import resume_refusal
 
         why = resume_refusal(out)
         if why:
@@ -196,7 +196,7 @@ def train(
     """
     cfg = config.validate()
     if cfg.task == "math":  # detected dataset columns go into config.json
-        from .mathtask import resolve_fields
+        from drgrpo_cli.tasks.math import resolve_fields
 
         cfg = resolve_fields(cfg, echo=(lambda line: print(line, file=sys.stderr)) if progress else None)
     out = Path(out_dir)
@@ -235,25 +235,10 @@ def _discard(out: Path) -> None:
     shutil.rmtree(out / runlog.CHECKPOINT, ignore_errors=True)
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
-def disk_full(e: BaseException | None) -> OSError | None:
-    """The ENOSPC/EDQUOT OSError behind ``e`` (torch wraps write errors in RuntimeError), if any."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return e
-        e = e.__cause__ or e.__context__
-    return None
 
 
-def is_oom(e: BaseException) -> bool:
-    """torch.OutOfMemoryError (CUDA, or older torch's RuntimeError "... out of memory ...")."""
-    return type(e).__name__ == "OutOfMemoryError" or (isinstance(e, RuntimeError) and "out of memory" in str(e))
 
 
 def _failure(e: BaseException, at: dict[str, int | None]) -> RunFailed | None:
@@ -269,7 +254,7 @@ def _failure(e: BaseException, at: dict[str, int | None]) -> RunFailed | None:
         msg, kind = f"disk full at step {step} (writing {full.filename or 'the run folder'}): free some space", \
             "disk_full"
     else:
-        msg, kind = f"{_one_line(e)} (at step {step})", "error"
+        msg, kind = f"{one_line(e)} (at step {step})", "error"
     return RunFailed(msg, step=step, checkpoint=at["checkpoint"], kind=kind)
 
 
@@ -277,7 +262,7 @@ def _record_failure(out: Path, e: BaseException, at: dict[str, int | None]) -> N
     """summary.json ``failed``, best effort (the disk may be full)."""
     try:
         runlog.write_json_atomic(out / runlog.SUMMARY, {
-            "status": "failed", "error": str(e) if isinstance(e, RunFailed) else _one_line(e), "step": at["step"],
+            "status": "failed", "error": str(e) if isinstance(e, RunFailed) else one_line(e), "step": at["step"],
             "checkpoint_step": at["checkpoint"]})
     except OSError:
         pass
@@ -287,14 +272,15 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
            at: dict[str, int | None], changed: dict[str, list]) -> dict[str, Any]:
     import torch
 
-    from .microbatch import auto_budget, plan_micro_batches
-    from .models import load_model, load_tokenizer, resolve_model_path
-    from .objectives import aggregate_loss, compute_advantages, group_pass_stats, ppo_token_loss
-    from .packing import packed_logprobs, response_mask
-    from .rollout import make_backend
+    from drgrpo_cli.microbatch import auto_budget, plan_micro_batches
+    from drgrpo_cli.policy import load_model, load_tokenizer
+    from drgrpo_cli.tasks.builtin_model import resolve_model_path
+    from drgrpo_cli.objectives import aggregate_loss, compute_advantages, group_pass_stats, ppo_token_loss
+    from drgrpo_cli.packing import packed_logprobs, response_mask
+    from drgrpo_cli.rollout import make_backend
 
     t_start = time.time()
-    from .basemodel import is_builtin
+    from drgrpo_cli.tasks.builtin_model import is_builtin
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -304,7 +290,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     if not (out / runlog.PROVENANCE).exists():
-        from .provenance import collect
+        from drgrpo_cli.provenance import collect
 
         runlog.write_json_atomic(out / runlog.PROVENANCE, collect(str(path), cfg.device, torch.get_num_threads()))
     tok = load_tokenizer(path)
@@ -338,7 +324,7 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
         try:
             state = torch.load(ckpt, weights_only=False)
         except Exception as e:  # noqa: BLE001 - only a damaged disk gets here (saves are atomic)
-            raise RunExistsError(f"{ckpt} is unreadable ({_one_line(e)}); delete it to restart the run from "
+            raise RunExistsError(f"{ckpt} is unreadable ({one_line(e)}); delete it to restart the run from "
                                  f"step 0, or --force") from None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -593,10 +579,10 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, on_step, show_progress: 
 
 
 def summarize(rows: list[dict[str, Any]], cfg: TrainConfig) -> dict[str, Any]:
-    """Final numbers of a run (the conventions of :mod:`drgrpo_cli.metrics_math`, shared with ablate and plot):
+    """Final numbers of a run (the conventions of :mod:`drgrpo_cli.metrics`, shared with ablate and plot):
     train metrics are means over the last 10% of training steps, eval metrics the last eval point, and
     growth is the mean over the last 20% minus the first 10% of training steps."""
-    from .metrics_math import last_value, length_growth, series, tail_mean, train_series
+    from drgrpo_cli.metrics import last_value, length_growth, series, tail_mean, train_series
 
     final = {key: tail_mean(train_series(rows, key)) for key in (
         "train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",

@@ -13,7 +13,7 @@ os.environ.setdefault("DRGRPO_CACHE", str(Path(__file__).resolve().parents[1] / 
 
 @pytest.fixture(scope="session")
 def small_model() -> Path:
-    from drgrpo_cli.basemodel import build_base
+    from drgrpo_cli.tasks.builtin_model import build_base
 
     return build_base("builtin-small")
 

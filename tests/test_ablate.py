@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from drgrpo_cli import grid as gridmod
-from drgrpo_cli.ablate import (
+from drgrpo_cli.sweep import grid as gridmod
+from drgrpo_cli.sweep.ablate import (
     CSV_COLUMNS,
     PAIRED_COLUMNS,
     AblateError,
@@ -32,8 +32,8 @@ from drgrpo_cli.ablate import (
     summary_csv_text,
 )
 from drgrpo_cli.config import TrainConfig
-from drgrpo_cli.grid import BUNDLED_GRIDS, GridError, load_grid, resolve_grid_path, slugify
-from drgrpo_cli.metrics_math import length_growth, tail_mean, window_size
+from drgrpo_cli.sweep.grid import BUNDLED_GRIDS, GridError, load_grid, resolve_grid_path, slugify
+from drgrpo_cli.metrics import length_growth, tail_mean, window_size
 from drgrpo_cli.runlog import run_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -492,7 +492,7 @@ def test_noop_does_not_import_torch(tmp_path):
     p = write(tmp_path, SMALL)
     out = tmp_path / "sweep"
     ablate(p, out=out, train_fn=fake_train, console=quiet())
-    code = (f"import sys; from drgrpo_cli.ablate import ablate; "
+    code = (f"import sys; from drgrpo_cli.sweep.ablate import ablate; "
             f"r = ablate({str(p)!r}, out={str(out)!r}); "
             f"assert r.exit_code == 0 and all(x.action == 'skip' for x in r.runs); "
             f"assert 'torch' not in sys.modules, 'torch was imported'")
@@ -657,7 +657,7 @@ def test_paired_uses_knobs_and_old_runs_fall_back(tmp_path):
 def test_status_prints_the_paired_table(tmp_path):
     from typer.testing import CliRunner
 
-    from drgrpo_cli.cli_ablate import ablate_cli
+    from drgrpo_cli.cli.ablate import ablate_cli
 
     out = write_hand_sweep(tmp_path / "sweep")
     app = typer_app(ablate_cli)
@@ -719,7 +719,7 @@ def test_live_view_renders(tmp_path):
 
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    code = ("import typer, sys\nfrom drgrpo_cli.cli_ablate import ablate_cli\n"
+    code = ("import typer, sys\nfrom drgrpo_cli.cli.ablate import ablate_cli\n"
             "app = typer.Typer()\napp.command('ablate')(ablate_cli)\n@app.command()\ndef other(): pass\n"
             "app(prog_name='drgrpo')\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "150"}
@@ -728,8 +728,8 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def test_cli_module_imports_are_light():
-    code = ("import sys, time; t = time.time(); import drgrpo_cli.cli_ablate; "
-            "heavy = [m for m in ('torch', 'drgrpo_cli.ablate', 'ray', 'multiprocessing.managers') if m in sys.modules]; "
+    code = ("import sys, time; t = time.time(); import drgrpo_cli.cli.ablate; "
+            "heavy = [m for m in ('torch', 'drgrpo_cli.sweep.ablate', 'ray', 'multiprocessing.managers') if m in sys.modules]; "
             "assert not heavy, heavy")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
@@ -888,7 +888,7 @@ def test_worker_exits_when_the_sweep_process_is_killed(tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(textwrap.dedent(f"""
         import os, time
-        from drgrpo_cli.ablate import _exit_with_parent
+        from drgrpo_cli.sweep.ablate import _exit_with_parent
         _exit_with_parent(0.2)
         open({str(pidfile)!r}, "w").write(str(os.getpid()))
         time.sleep(60)
@@ -943,7 +943,7 @@ def test_resuming_under_another_library_set_is_refused_before_any_work(tmp_path)
 
 
 def test_seeds_take_lists_and_ranges():
-    from drgrpo_cli.cli_ablate import parse_seeds
+    from drgrpo_cli.cli.ablate import parse_seeds
 
     assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("0-9") == list(range(10))
     assert parse_seeds("0-2, 7") == [0, 1, 2, 7] and parse_seeds("3") == [3]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drgrpo_cli import datasets as ds
-from drgrpo_cli.datasets import DatasetError, Problem, dataset_name, load_problems
+from drgrpo_cli.tasks import datasets as ds
+from drgrpo_cli.tasks.datasets import DatasetError, Problem, dataset_name, load_problems
 
 DATA = Path(__file__).parent / "data"
 TINY = [
@@ -259,7 +259,7 @@ def test_bad_hub_spec():
     ({"Question": "p", "Answer": "1"}, ("Question", "Answer")),  # case ignored, the file's spelling kept
 ])
 def test_fields_are_detected_in_jsonl_and_csv(tmp_path, row, expect):
-    from drgrpo_cli.datasets import dataset_fields
+    from drgrpo_cli.tasks.datasets import dataset_fields
 
     path = write_jsonl(tmp_path / "d.jsonl", [row, row])
     assert dataset_fields(str(path)) == expect
@@ -271,7 +271,7 @@ def test_fields_are_detected_in_jsonl_and_csv(tmp_path, row, expect):
 
 
 def test_given_fields_are_kept_and_detection_fills_the_other(tmp_path):
-    from drgrpo_cli.datasets import dataset_fields
+    from drgrpo_cli.tasks.datasets import dataset_fields
 
     path = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "final": "7", "answer": "8"}])
     assert dataset_fields(str(path), answer_field="final") == ("question", "final")
@@ -281,7 +281,7 @@ def test_given_fields_are_kept_and_detection_fills_the_other(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_no_known_column_is_one_line_listing_the_columns(tmp_path, suffix):
-    from drgrpo_cli.datasets import dataset_fields
+    from drgrpo_cli.tasks.datasets import dataset_fields
 
     path = tmp_path / f"odd{suffix}"
     if suffix == ".jsonl":

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drgrpo_cli import runlog
-from drgrpo_cli.cli import app
+from drgrpo_cli.cli.app import app
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def reference(tmp_path_factory):
 
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "drgrpo_cli.cli", *_args(out, **KILL_CFG), *extra], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "drgrpo_cli.cli.app", *_args(out, **KILL_CFG), *extra], cwd=REPO,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -172,8 +172,8 @@ def test_a_run_in_use_is_refused_in_one_line(tmp_path, small_model):
 
 # ---- torn writes and a full disk --------------------------------------------------------------------------
 def test_a_torn_last_line_is_read_and_repaired_on_resume(tmp_path, small_model, reference):
-    from drgrpo_cli.ablate import ablate_status
-    from drgrpo_cli.plot import _load_run
+    from drgrpo_cli.sweep.ablate import ablate_status
+    from drgrpo_cli.report.plot import _load_run
     from drgrpo_cli.trainer import train
 
     cfg = dict(steps=4, checkpoint_every=2, seed=3)
@@ -319,12 +319,12 @@ def test_out_of_memory_mid_run_is_exit_1_naming_the_knob(tmp_path, small_model, 
 
 
 def test_a_runtime_error_before_work_starts_is_still_bad_input(tmp_path, monkeypatch):
-    from drgrpo_cli import models
+    from drgrpo_cli.tasks import builtin_model
 
     def broken(*a, **kw):
         raise RuntimeError("Error(s) in loading state_dict: size mismatch")
 
-    monkeypatch.setattr(models, "resolve_model_path", broken)
+    monkeypatch.setattr(builtin_model, "resolve_model_path", broken)
     res = runner.invoke(app, _args(tmp_path / "run", 2, 1, 0))
     assert res.exit_code == 2 and res.stderr.startswith("error: Error(s) in loading state_dict")
     # nothing ran, so no run is left behind: the corrected command (here: other options) starts clean
@@ -382,10 +382,10 @@ def _start_sweep(tmp_path: Path, steps: int, workers: int) -> tuple[subprocess.P
     out = tmp_path / "sweep"
     code = textwrap.dedent(f"""
         import functools
-        import drgrpo_cli.ablate as A
+        import drgrpo_cli.sweep.ablate as A
         from tests.test_interruptions import fake_graceful
         A.ablate = functools.partial(A.ablate, train_fn=fake_graceful)
-        from drgrpo_cli.cli import app
+        from drgrpo_cli.cli.app import app
         app(["ablate", {str(grid)!r}, "--out", {str(out)!r}, "--workers", "{workers}"], prog_name="drgrpo")
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
@@ -415,7 +415,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_sweep_passes_sigterm_to_its_workers_and_records_each_run(tmp_path):
-    from drgrpo_cli.ablate import ablate
+    from drgrpo_cli.sweep.ablate import ablate
 
     proc, grid, out = _start_sweep(tmp_path, steps=30, workers=2)
     runs = [out / f"{a}__seed0" for a in ("a", "b")]
@@ -442,7 +442,7 @@ def test_sweep_passes_sigterm_to_its_workers_and_records_each_run(tmp_path):
 
 def test_sweep_outlives_its_helper_processes(tmp_path):
     """kill -9 of every child of the sweep's process that is not a worker (multiprocessing's helpers)."""
-    from drgrpo_cli.ablate import ablate
+    from drgrpo_cli.sweep.ablate import ablate
 
     proc, grid, out = _start_sweep(tmp_path, steps=8, workers=1)
     first = out / "a__seed0"
@@ -476,7 +476,7 @@ def test_a_sweep_in_use_is_refused_in_one_line(tmp_path):
 
 
 def test_a_worker_that_loses_the_run_lock_writes_nothing_there(tmp_path):
-    from drgrpo_cli.ablate import ablate
+    from drgrpo_cli.sweep.ablate import ablate
 
     grid = tmp_path / "g.toml"
     grid.write_text(GRID.format(steps=2).replace('b = {adv_scale="none", loss_agg="max_tokens"}\n', "")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from drgrpo_cli import math_reward
-from drgrpo_cli.math_reward import answer_tag, extract_answer, gold_answer, last_boxed
+from drgrpo_cli.tasks import math_reward
+from drgrpo_cli.tasks.math_reward import answer_tag, extract_answer, gold_answer, last_boxed
 
 FIXTURES = Path(__file__).parent / "data" / "math_fixtures.jsonl"
 CASES = [json.loads(line) for line in FIXTURES.read_text().splitlines() if line.strip()]

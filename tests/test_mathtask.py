@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drgrpo_cli import runlog
-from drgrpo_cli.cli import app
+from drgrpo_cli.cli.app import app
 from drgrpo_cli.config import LOSS_AGGS, TrainConfig
 from tests.conftest import tiny_config
 
@@ -51,8 +51,8 @@ def _one_line_error(res, code: int = 2) -> str:
 
 # ---- the task ------------------------------------------------------------------------------------------------
 def test_math_task_prompts_sampling_and_reward():
-    from drgrpo_cli.mathtask import MathTask
-    from drgrpo_cli.templates import QWEN_MATH
+    from drgrpo_cli.tasks.math import MathTask
+    from drgrpo_cli.tasks.templates import QWEN_MATH
 
     task = MathTask(_math_cfg(template="qwen_math", eval_datasets=(TINY, str(DATA / "tiny_math.csv")),
                               eval_max_prompts=3))
@@ -75,7 +75,7 @@ def test_math_task_prompts_sampling_and_reward():
 
 
 def test_r1_template_stops_and_grades_answer_tags():
-    from drgrpo_cli.mathtask import MathTask
+    from drgrpo_cli.tasks.math import MathTask
 
     task = MathTask(_math_cfg(template="r1"))
     assert task.stop_strings == ("</answer>",)
@@ -131,7 +131,7 @@ def _write_jsonl(path: Path, q: str, a: str) -> str:
 
 
 def test_resolve_fields_records_the_detected_columns(tmp_path):
-    from drgrpo_cli.mathtask import MathTask, resolve_fields
+    from drgrpo_cli.tasks.math import MathTask, resolve_fields
 
     gsm = _write_jsonl(tmp_path / "gsm.jsonl", "question", "answer")
     rl = _write_jsonl(tmp_path / "rl.jsonl", "prompt", "ground_truth")
@@ -197,9 +197,9 @@ def test_backend_vllm_without_vllm_is_one_line(tmp_path, small_model):
 
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
 def test_auto_backend_is_hf_without_vllm(small_model):
-    from drgrpo_cli.models import load_model, load_tokenizer
+    from drgrpo_cli.policy import load_model, load_tokenizer
     from drgrpo_cli.rollout import HFBackend, make_backend
-    from drgrpo_cli.vllm_backend import vllm_usable
+    from drgrpo_cli.rollout.vllm import vllm_usable
 
     assert not vllm_usable("cpu") and not vllm_usable("cuda")
     tok = load_tokenizer(str(small_model))
@@ -210,7 +210,7 @@ def test_auto_backend_is_hf_without_vllm(small_model):
 def test_unreachable_hub_id_is_one_line_suggesting_a_local_folder(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items()}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "drgrpo_cli.cli", "train", "--model", "no-such-org/no-such-model",
+    proc = subprocess.run([sys.executable, "-m", "drgrpo_cli.cli.app", "train", "--model", "no-such-org/no-such-model",
                            "--steps", "1", "--quiet", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drgrpo_cli import runlog
-from drgrpo_cli.cli import app
+from drgrpo_cli.cli.app import app
 from drgrpo_cli.config import LOSS_AGGS, ConfigError, TrainConfig
 from drgrpo_cli.microbatch import (CPU_DEFAULT_TOKENS, activation_bytes_per_token, auto_budget, padded_tokens,
                                    plan_micro_batches)
@@ -87,7 +87,7 @@ def test_budget_resolves_at_validation_where_it_can():
 
 
 def test_the_default_runs_keep_one_micro_batch_per_mini_batch():
-    from drgrpo_cli.task import BuiltinTask
+    from drgrpo_cli.tasks.builtin import BuiltinTask
 
     cfg = TrainConfig().validate()
     longest_prompt = max(len(text) for _, text, _ in BuiltinTask(0.5).eval_sets()[""])  # one token per character
@@ -115,7 +115,7 @@ def test_bytes_per_token_for_a_qwen25_15b_shape():
 
 
 def test_auto_budget_arithmetic(small_model):
-    from drgrpo_cli.models import load_model
+    from drgrpo_cli.policy import load_model
     from drgrpo_cli.microbatch import CUDA_MARGIN, CUDA_RESERVE_BYTES, MIN_BUDGET
 
     model = load_model(str(small_model))
@@ -135,7 +135,7 @@ def _grads(model, prompts, responses, adv, old, mode, budget):
 
     from drgrpo_cli.objectives import aggregate_loss, ppo_token_loss
     from drgrpo_cli.packing import packed_logprobs, response_mask
-    from drgrpo_cli.task import PAD
+    from drgrpo_cli.tasks.builtin import PAD
 
     model.zero_grad(set_to_none=True)
     mask = response_mask(responses)
@@ -161,9 +161,9 @@ def test_packed_gradient_is_the_same_for_every_budget(small_model, mode):
     """
     import torch
 
-    from drgrpo_cli.models import load_model
+    from drgrpo_cli.policy import load_model
     from drgrpo_cli.packing import packed_logprobs, response_mask
-    from drgrpo_cli.task import PAD
+    from drgrpo_cli.tasks.builtin import PAD
 
     torch.manual_seed(0)
     model = load_model(str(small_model))
@@ -208,7 +208,7 @@ def test_a_budget_sized_at_train_start_is_logged(tmp_path, small_model, monkeypa
 
 
 def test_the_paper_grid_leaves_the_split_to_the_token_budget():
-    from drgrpo_cli.grid import load_grid
+    from drgrpo_cli.sweep.grid import load_grid
 
     for r in load_grid("qwen-math-1.5b-2x2").runs:
         c = r.config.validate()

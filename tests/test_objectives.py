@@ -353,3 +353,20 @@ def test_gather_logprobs_and_entropy():
     lg = logits.clone().requires_grad_(True)
     token_entropy(lg).sum().backward()
     assert torch.isfinite(lg.grad).all()
+
+
+def test_the_math_accepts_exactly_the_configs_modes():
+    """objectives.py imports nothing from the package; its mode names must still be the config's."""
+    from drgrpo_cli.config import ADV_SCALES, LOSS_AGGS
+
+    r = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    for scale in ADV_SCALES:
+        assert compute_advantages(r, 4, scale).shape == (4,)
+    loss, mask = torch.ones(2, 3), torch.ones(2, 3)
+    for mode in LOSS_AGGS:
+        assert torch.isfinite(aggregate_loss(loss, mask, mode, max_tokens=4))
+    for bad in ("std", "Group"):
+        with pytest.raises(ValueError):
+            compute_advantages(r, 4, bad)
+    with pytest.raises(ValueError):
+        aggregate_loss(loss, mask, "sum", max_tokens=4)

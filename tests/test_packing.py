@@ -21,7 +21,7 @@ ONE_CHUNK = 10**9  # an overhead no split can beat: the whole batch fully padded
 
 @pytest.fixture(scope="module")
 def model(small_model):
-    from drgrpo_cli.models import load_model
+    from drgrpo_cli.policy import load_model
 
     torch.set_num_threads(1)
     return load_model(str(small_model)).train()  # train mode, as in the update

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from drgrpo_cli.config import TrainConfig
-from drgrpo_cli.metrics_math import last_value, length_growth, series, tail_mean, train_series
-from drgrpo_cli.plot import PlotError, PlotResult, mean_ci, plot, t_quantile
+from drgrpo_cli.metrics import last_value, length_growth, series, tail_mean, train_series
+from drgrpo_cli.report.plot import PlotError, PlotResult, mean_ci, plot, t_quantile
 
 G = 4
 STEPS = 10
@@ -135,7 +135,7 @@ def test_metrics_math_and_plot_import_light():
     import subprocess
     import sys
 
-    code = ("import sys; from drgrpo_cli.metrics_math import length_growth, series; import drgrpo_cli.plot; "
+    code = ("import sys; from drgrpo_cli.metrics import length_growth, series; import drgrpo_cli.report.plot; "
             "assert length_growth(series([{'step': 1, 'x': 1}, {'step': 2, 'x': 2}, {'step': 3, 'x': 3}], 'x')) == 2; "
             "assert 'matplotlib' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
@@ -358,7 +358,7 @@ def test_cli_wrapper(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from drgrpo_cli.cli_plot import plot_cli
+    from drgrpo_cli.cli.plot import plot_cli
 
     app = typer.Typer()
     app.command("plot")(plot_cli)
@@ -416,7 +416,7 @@ def _md_table(md: str, section: str) -> dict[str, list[str]]:
 
 
 def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
-    from drgrpo_cli.ablate import CSV_COLUMNS, read_rows, run_numbers, summarize, summary_csv_text
+    from drgrpo_cli.sweep.ablate import CSV_COLUMNS, read_rows, run_numbers, summarize, summary_csv_text
 
     root = tmp_path / "sw"
     runs = {"grpo-s0": ("group", "seq_mean", 0), "grpo-s1": ("group", "seq_mean", 1),
@@ -468,7 +468,7 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
         assert a.headline_metric == res.summary["headline_key"] == "train/derailed/len_incorrect"
     assert "**last eval point**" in md and "step ≥ 1" in md
     # the paired comparisons: the same numbers in the report and in ablate's paired.csv
-    from drgrpo_cli.ablate import paired_comparisons
+    from drgrpo_cli.sweep.ablate import paired_comparisons
 
     ab = {(r.metric, r.comparison): r.result for r in paired_comparisons(arms)}
     assert len(ab) == len(res.summary["paired"]) == 3
@@ -641,7 +641,7 @@ def test_old_metric_names_fall_back_to_pooled_and_greedy(tmp_path):
     assert "(This is the headline metric here; its paired comparisons are above.)" in md
     assert not any(p["metric"] == "len_incorrect_growth" for p in res.summary["paired"])
     # headline numbers are the pooled growth, exactly as metrics_math computes them
-    from drgrpo_cli.metrics_math import run_numbers
+    from drgrpo_cli.metrics import run_numbers
 
     name = res.summary["arms"]["GRPO"]["runs"][0]
     rows = [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()]
@@ -663,7 +663,7 @@ def test_band_clipping_and_robust_ylim_units():
     import numpy as np
     import pandas as pd
 
-    from drgrpo_cli.plot import _curve, bootstrap_band, robust_ylim, valid_range
+    from drgrpo_cli.report.plot import _curve, bootstrap_band, robust_ylim, valid_range
 
     assert valid_range("train/reward") == (0.0, 1.0) and valid_range("eval_sampled/accuracy") == (0.0, 1.0)
     assert valid_range("train/derailed/len_incorrect") == (0.0, None) and valid_range("train/len_mean") == (0.0, None)
@@ -810,7 +810,7 @@ def test_code_dirty_reads_the_recorded_files():
 
 
 def test_seed_ranges_are_compact():
-    from drgrpo_cli.plot import _seed_ranges
+    from drgrpo_cli.report.plot import _seed_ranges
 
     assert _seed_ranges([2, 3, 4, 5, 6, 7, 8, 9]) == "2-9"
     assert _seed_ranges([0, 1, 3, 5, 6, 7]) == "0, 1, 3, 5-7"
@@ -818,7 +818,7 @@ def test_seed_ranges_are_compact():
 
 
 def test_paired_comparisons_use_finished_runs_only_as_paired_csv(tmp_path):
-    from drgrpo_cli.ablate import paired_comparisons, summarize
+    from drgrpo_cli.sweep.ablate import paired_comparisons, summarize
 
     root = write_fake_sweep(tmp_path / "sweep", seeds=3, steps=30)
     (root / "group-seq_mean__seed1" / "summary.json").unlink()  # GRPO seed 1 still running: a partial run

@@ -1,4 +1,4 @@
-"""Re-running a published run's first steps gives its first metric rows exactly (drgrpo_cli.reproduce and
+"""Re-running a published run's first steps gives its first metric rows exactly (drgrpo_cli.sweep.reproduce and
 benchmarks/reproduce.py).
 
 The published study is ``results/bias-2x2/<arm>__seed<N>/`` (``DRGRPO_PUBLISHED_RUN=<run folder>`` checks
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from drgrpo_cli.reproduce import (ReproduceError, compare_rows, describe, library_mismatch, rerun_config,
+from drgrpo_cli.sweep.reproduce import (ReproduceError, compare_rows, describe, library_mismatch, rerun_config,
                                   weights_mismatch)
 from tests.conftest import tiny_config
 
@@ -115,9 +115,9 @@ def _published_runs() -> list[Path]:
 @pytest.mark.parametrize("run", _published_runs(), ids=lambda p: p.name)
 def test_published_run_reproduces_exactly(run: Path, tmp_path):
     """Rows 0..3 of a published run, re-run here under its library versions, are equal key for key."""
-    from drgrpo_cli.basemodel import is_builtin
+    from drgrpo_cli.tasks.builtin_model import is_builtin
     from drgrpo_cli.provenance import cpu_model
-    from drgrpo_cli.reproduce import reproduce
+    from drgrpo_cli.sweep.reproduce import reproduce
 
     if not all((run / f).is_file() for f in ("config.json", "metrics.jsonl", "provenance.json")):
         pytest.skip(f"published run {run} is not in this checkout (config.json, metrics.jsonl, provenance.json)")

@@ -1,4 +1,4 @@
-"""The HF rollout backend's sampling loop (drgrpo_cli.rollout.sample_loop) on the built-in test model.
+"""The HF rollout backend's sampling loop (drgrpo_cli.rollout.hf.sample_loop) on the built-in test model.
 
 Checked: greedy decoding equals ``model.generate(do_sample=False)`` token for token on a batch of prompts of
 different lengths (left padding is invisible); finished rows leave the batch (the model sees a shrinking batch)
@@ -18,8 +18,8 @@ MAX_NEW = 48
 
 @pytest.fixture(scope="module")
 def backend(small_model):
-    from drgrpo_cli.models import load_model, load_tokenizer
-    from drgrpo_cli.rollout import HFBackend
+    from drgrpo_cli.policy import load_model, load_tokenizer
+    from drgrpo_cli.rollout.hf import HFBackend
 
     torch.set_num_threads(1)
     return HFBackend(load_model(str(small_model)), load_tokenizer(str(small_model)))
@@ -29,7 +29,7 @@ def backend(small_model):
 def prompts(backend):
     """Task prompts (clean and hidden-operand), some extended by a few tokens of the model's own greedy
     continuation, so the batch has prompts of several lengths and rows that end at different steps."""
-    from drgrpo_cli.task import BuiltinTask
+    from drgrpo_cli.tasks.builtin import BuiltinTask
 
     task = BuiltinTask()
     rng = random.Random(0)
@@ -136,7 +136,7 @@ def test_sampling_is_reproducible_under_the_torch_seed(backend, prompts):
 
 
 def test_top_p_and_temperature(backend, prompts):
-    from drgrpo_cli.rollout import next_tokens
+    from drgrpo_cli.rollout.hf import next_tokens
 
     greedy = backend.generate(prompts, max_new_tokens=MAX_NEW, greedy=True)
     torch.manual_seed(0)
@@ -152,7 +152,7 @@ def test_top_p_and_temperature(backend, prompts):
 
 @pytest.mark.parametrize("stop", ["#", ".#"])
 def test_stop_strings_end_the_row_and_are_kept(backend, prompts, stop):
-    from drgrpo_cli.rollout import HFBackend
+    from drgrpo_cli.rollout.hf import HFBackend
 
     plain = backend.generate(prompts, max_new_tokens=MAX_NEW, greedy=True)
     stopping = HFBackend(backend.model, backend.tokenizer, stop_strings=[stop])

@@ -1,5 +1,5 @@
-"""Paired statistics over seeds (:mod:`drgrpo_cli.stats`) and the per-run headline numbers
-(:func:`drgrpo_cli.metrics_math.run_numbers`), with numbers computed by hand."""
+"""Paired statistics over seeds (:mod:`drgrpo_cli.report.stats`) and the per-run headline numbers
+(:func:`drgrpo_cli.metrics.run_numbers`), with numbers computed by hand."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from drgrpo_cli.metrics_math import HEADLINE, HEADLINE_FALLBACK, headline, headline_key, run_numbers
-from drgrpo_cli.stats import (
+from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, headline, headline_key, run_numbers
+from drgrpo_cli.report.stats import (
     Contrast,
     by_seed,
     contrast_values,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drgrpo_cli.templates import TEMPLATES, Template, TemplateError, load_template, template_names
+from drgrpo_cli.tasks.templates import TEMPLATES, Template, TemplateError, load_template, template_names
 
 
 # The paper's code, sail-sg/understand-r1-zero train_zero_math.py, copied verbatim (long lines kept as there).

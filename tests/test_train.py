@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from drgrpo_cli import runlog
-from drgrpo_cli.cli import app
+from drgrpo_cli.cli.app import app
 from drgrpo_cli.config import PRESETS, ConfigError, TrainConfig, apply_switches
-from drgrpo_cli.task import (BuiltinTask, WarmupRecipe, builtin_reward, hidden_filler, make_problem, parse_answer,
+from drgrpo_cli.tasks.builtin import (BuiltinTask, WarmupRecipe, builtin_reward, hidden_filler, make_problem, parse_answer,
                              warmup_example)
 from drgrpo_cli.trainer import Batch, rollout_metrics, tag_entropy
 from tests.conftest import tiny_config
@@ -64,7 +64,7 @@ def test_validate_resolves_defaults_and_rejects_bad_values():
 
 @pytest.mark.parametrize("device,dtype", [("cpu", "float32"), ("cuda", "bfloat16"), ("cuda:1", "bfloat16")])
 def test_validated_config_has_no_auto_values(device, dtype, monkeypatch):
-    import drgrpo_cli.vllm_backend as vb
+    import drgrpo_cli.rollout.vllm as vb
 
     monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": False)  # no vllm here
     d = TrainConfig(device=device).validate().to_dict()
@@ -77,9 +77,9 @@ def test_validated_config_has_no_auto_values(device, dtype, monkeypatch):
 
 
 def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
-    import drgrpo_cli.vllm_backend as vb
+    import drgrpo_cli.rollout.vllm as vb
     from drgrpo_cli.config import resolve_backend, resolve_dtype
-    from drgrpo_cli.models import torch_dtype
+    from drgrpo_cli.policy import torch_dtype
     from drgrpo_cli.rollout import make_backend
 
     monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": True)
@@ -103,7 +103,7 @@ def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
 
 
 def test_vllm_knobs_are_config_fields(monkeypatch):
-    from drgrpo_cli.vllm_backend import VLLMUnavailableError, engine_knobs
+    from drgrpo_cli.rollout.vllm import VLLMUnavailableError, engine_knobs
 
     assert engine_knobs(TrainConfig()) == {"gpu_memory_utilization": 0.3, "enable_sleep": True, "max_model_len": None}
     cfg = TrainConfig(vllm_gpu_memory_utilization=0.6, vllm_enable_sleep=False, vllm_max_model_len=2048).validate()

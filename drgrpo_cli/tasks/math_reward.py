@@ -5,7 +5,7 @@ Choices made here and why:
 * Correctness only, no format reward (the Dr. GRPO paper's grader returns 0 for "formatted but wrong",
   to avoid reward hacking). A truncated response (the caller passes ``truncated=True``: it hit the token
   budget without EOS / stop string) gets 0, as the paper's actor does.
-* Answer extraction, one function per idea, reused by :mod:`drgrpo_cli.datasets`:
+* Answer extraction, one function per idea, reused by :mod:`drgrpo_cli.tasks.datasets`:
     - ``boxed`` (templates ``qwen_math`` and ``none``): the content of the *last* ``\\boxed{...}`` (or
       ``\\fbox{...}``, or ``\\boxed 5``), braces balanced. If that last box never closes (a cut-off
       answer) there is no answer: an earlier box is not used instead.
@@ -56,6 +56,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from drgrpo_cli.errors import one_line
 
 EXTRACTORS = ("boxed", "answer_tag")
 ISOLATIONS = ("auto", "signal", "process")
@@ -148,7 +149,7 @@ def _as_latex(ans: str) -> str:
 def _resolve_extractor(name: str) -> str:
     if name in EXTRACTORS:
         return name
-    from drgrpo_cli.templates import ALIASES, TEMPLATES  # a template name picks its own extractor
+    from drgrpo_cli.tasks.templates import ALIASES, TEMPLATES  # a template name picks its own extractor
 
     tname = ALIASES.get(name, name)
     if tname in TEMPLATES:
@@ -219,9 +220,6 @@ class _Timeout(BaseException):
     """Raised by our SIGALRM handler; a BaseException so ``except Exception`` inside libraries lets it pass."""
 
 
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg[:200]}" if msg else type(e).__name__
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -340,18 +338,18 @@ class MathReward:
                 disarm()
                 return False, False, f"timeout after {self.timeout_s:g}s", True
             except Exception as e:  # noqa: BLE001 - any verifier error is a failure, reward 0
-                return False, False, _one_line(e), False
+                return False, False, one_line(e), False
         finally:
             signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
 
     # -- child-process grading ---------------------------------------------------------------------------
     def _start_worker(self) -> None:
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("OMP_NUM_THREADS", "1")
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from drgrpo_cli.math_reward import _worker_main; _worker_main()"],
+            [sys.executable, "-c", "from drgrpo_cli.tasks.math_reward import _worker_main; _worker_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
         )
         self._buf = b""
@@ -390,7 +388,7 @@ class MathReward:
                 line = self._read_line(self.timeout_s)
             except Exception as e:  # noqa: BLE001
                 self.close()
-                return False, False, _one_line(e), False
+                return False, False, one_line(e), False
             if line is None:
                 timed_out = self._proc is not None and self._proc.poll() is None
                 self.close()
@@ -412,6 +410,6 @@ def _worker_main() -> None:
         try:
             reply = {"ok": True, "correct": verify_answer(req["pred"], req["gold"])}
         except Exception as e:  # noqa: BLE001
-            reply = {"ok": False, "correct": False, "error": _one_line(e)}
+            reply = {"ok": False, "correct": False, "error": one_line(e)}
         out.write(json.dumps(reply) + "\n")
         out.flush()

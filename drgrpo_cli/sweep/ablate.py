@@ -1,4 +1,4 @@
-"""``drgrpo ablate``: run every point of a grid (see :mod:`drgrpo_cli.grid`) in parallel, resumably.
+"""``drgrpo ablate``: run every point of a grid (see :mod:`drgrpo_cli.sweep.grid`) in parallel, resumably.
 
 Layout of a sweep directory (default ``results/<grid name>``)::
 
@@ -63,7 +63,7 @@ Choices and why:
   mean over seeds: one computation, ``metrics_math.run_numbers``, as the trainer's own ``summary.json``.
   Partial runs are left out so every number is about the same training length.
 * Paired comparisons (``paired.csv`` and a second rich table): runs of different arms with the same seed
-  are pairs, so arms are compared per seed and then over seeds (:mod:`drgrpo_cli.stats`: mean difference,
+  are pairs, so arms are compared per seed and then over seeds (:mod:`drgrpo_cli.report.stats`: mean difference,
   Student-t 95% CI, sign count); which comparisons is decided from the arms' ``adv_scale``/``loss_agg``.
 """
 
@@ -84,14 +84,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .config import TrainConfig, arm_label
-from .grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_grid_json, write_grid_json
-from .interrupt import Interrupted, StopRequest, signal_name
-from .metrics_math import HEADLINE_FALLBACK, headline, headline_key, mean
-from .metrics_math import run_numbers as _run_numbers
-from .runlog import (CONFIG, METRICS, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
+from drgrpo_cli.config import TrainConfig, arm_label
+from drgrpo_cli.sweep.grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_grid_json, write_grid_json
+from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
+from drgrpo_cli.metrics import HEADLINE_FALLBACK, headline, headline_key, mean
+from drgrpo_cli.metrics import run_numbers as _run_numbers
+from drgrpo_cli.runlog import (CONFIG, METRICS, SUMMARY, InUseError, locked, read_jsonl, read_summary, run_state,
                      write_json_atomic)
-from .stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
+from drgrpo_cli.report.stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
+from drgrpo_cli.errors import one_line
 
 BACKENDS = ("local", "ray")
 SUMMARY_CSV = "summary.csv"
@@ -229,10 +230,6 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    msg = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-    return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
 def _exit_text(code: int | None) -> str:
@@ -308,7 +305,7 @@ def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False) -> list[RunRe
 
 def _refuse_library_change(todo: Sequence[RunResult]) -> None:
     """Before any work: a run to be resumed under another library set would splice two random streams."""
-    from .provenance import resume_refusal
+    from drgrpo_cli.provenance import resume_refusal
 
     for r in todo:
         why = resume_refusal(r.dir) if r.before != "missing" else None
@@ -340,7 +337,7 @@ def _payload(job: RunResult, spec: RunSpec) -> dict[str, Any]:
 def _load_train_fn(fn_blob: bytes | None) -> TrainFn:
     if fn_blob is not None:
         return pickle.loads(fn_blob)
-    from .trainer import train  # noqa: PLC0415 - heavy (torch), imported in the worker only
+    from drgrpo_cli.trainer import train  # noqa: PLC0415 - heavy (torch), imported in the worker only
 
     return train
 
@@ -359,7 +356,7 @@ def _execute(fn_blob: bytes | None, payload: dict[str, Any], put: Callable[[str,
         status = summary.get("status") if isinstance(summary, dict) else None
         return {"ok": True, "status": status, "seconds": time.monotonic() - t0}
     except BaseException as e:  # noqa: BLE001 - everything a run raises is that run's failure
-        return {"ok": False, "error": _one_line(e), "type": type(e).__name__, "traceback": traceback.format_exc(),
+        return {"ok": False, "error": one_line(e), "type": type(e).__name__, "traceback": traceback.format_exc(),
                 "seconds": time.monotonic() - t0}
 
 
@@ -761,7 +758,7 @@ def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | No
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, ...
-            raise AblateError(f"cannot start or reach Ray (address={address!r}): {_one_line(e)}") from None
+            raise AblateError(f"cannot start or reach Ray (address={address!r}): {one_line(e)}") from None
         started = True
     q = None
     inflight: dict[Any, tuple[RunResult, float]] = {}
@@ -810,7 +807,7 @@ def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | No
                 try:
                     report = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - WorkerCrashedError, TaskCancelledError, ...
-                    report, death = None, _one_line(e)
+                    report, death = None, one_line(e)
                 _pump(get_one, board, reports)
                 reports.pop(job.name, None)
                 _finish(job, report, death, sweep_dir, board, t0)
@@ -828,7 +825,7 @@ def _run_ray(jobs: list[RunResult], specs: dict[str, RunSpec], workers: int | No
                     try:
                         report, death = ray.get(ref), None
                     except Exception as e:  # noqa: BLE001 - TaskCancelledError
-                        report, death = None, _one_line(e)
+                        report, death = None, one_line(e)
                     _finish(job, report, death, sweep_dir, board, t0, stopping=stop.signum)
             raise Interrupted(stop.signum)
         return limit, per_run
@@ -868,7 +865,7 @@ def sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int]]:
 
 
 def run_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The per-run numbers of the summary from its metrics rows: :func:`drgrpo_cli.metrics_math.run_numbers`
+    """The per-run numbers of the summary from its metrics rows: :func:`drgrpo_cli.metrics.run_numbers`
     (the one computation, shared with the trainer's ``summary.json`` and ``drgrpo plot``)."""
     return _run_numbers(rows)
 
@@ -928,7 +925,7 @@ def summarize(sweep_dir: Path, runs: Iterable[tuple[str, str, int]] | None = Non
 
 
 def paired_comparisons(arms: Sequence[ArmSummary]) -> list[PairedRow]:
-    """The paired comparisons of a sweep's arms (:func:`drgrpo_cli.stats.plan_contrasts`, from their knobs),
+    """The paired comparisons of a sweep's arms (:func:`drgrpo_cli.report.stats.plan_contrasts`, from their knobs),
     for each of PAIRED_METRICS (metric by metric), over the seeds every arm involved has finished."""
     knobs = {a.arm: (a.adv_scale, a.loss_agg) if a.adv_scale and a.loss_agg else None for a in arms}
     contrasts = plan_contrasts(knobs)
@@ -1073,7 +1070,7 @@ def _sweep(result: SweepResult, grid: Grid, specs: dict[str, RunSpec], todo: lis
     sweep_dir, runs = result.sweep_dir, result.runs
     write_grid_json(sweep_dir, grid, force=force)
     if todo and train_fn is None:
-        from .basemodel import prebuild
+        from drgrpo_cli.tasks.builtin_model import prebuild
 
         prebuild({specs[r.name].config.model for r in todo}, con)
 

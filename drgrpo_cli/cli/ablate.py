@@ -75,9 +75,9 @@ def ablate_cli(
 
     Finished runs are skipped; partial and failed runs resume from their last checkpoint, so the same command again continues a stopped sweep. Output: one run directory per arm and seed (ARM__seedN), grid.json, summary.csv (per arm) and paired.csv (arms compared seed by seed) in the sweep directory. Exit code 1 if a run failed, 2 for bad input.
     """  # noqa: E501 - one line per paragraph: typer's rich help keeps line breaks
-    from .ablate import AblateError, ablate, ablate_status  # noqa: PLC0415 - keep --help fast
-    from .config import ConfigError  # noqa: PLC0415
-    from .grid import GridError  # noqa: PLC0415
+    from drgrpo_cli.sweep.ablate import AblateError, ablate, ablate_status  # noqa: PLC0415 - keep --help fast
+    from drgrpo_cli.config import ConfigError  # noqa: PLC0415
+    from drgrpo_cli.sweep.grid import GridError  # noqa: PLC0415
 
     try:
         if status is not None:

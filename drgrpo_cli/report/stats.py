@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from .metrics_math import finite, mean
+from drgrpo_cli.metrics import finite, mean
 
 #: Confidence level of every interval reported.
 LEVEL = 0.95

@@ -15,11 +15,11 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from . import __version__
-from .cli_ablate import ablate_cli
-from .cli_plot import plot_cli
-from .config import BACKENDS, DTYPES, PRESETS, TrainConfig
-from .options import Force, Out, Quiet, fail
+from drgrpo_cli import __version__
+from drgrpo_cli.cli.ablate import ablate_cli
+from drgrpo_cli.cli.plot import plot_cli
+from drgrpo_cli.config import BACKENDS, DTYPES, PRESETS, TrainConfig
+from drgrpo_cli.cli.options import Force, Out, Quiet, fail
 
 app = typer.Typer(
     name="drgrpo",
@@ -173,7 +173,7 @@ def train_cli(
 
     Writes OUT/config.json, OUT/metrics.jsonl (one flat JSON row per step: train/reward, train/len_correct, train/len_incorrect, ...), OUT/samples.jsonl and OUT/summary.json.
     """
-    from .config import ConfigError, apply_switches, field_names
+    from drgrpo_cli.config import ConfigError, apply_switches, field_names
 
     given = {k: v for k, v in locals().items() if k in field_names() and v is not None}
     if eval_dataset:
@@ -192,7 +192,7 @@ def train_cli(
         cfg = TrainConfig(**d).validate()
     except (ConfigError, TypeError) as e:
         raise fail(str(e)) from None
-    from .grid import slugify
+    from drgrpo_cli.sweep.grid import slugify
 
     run_dir = out or Path("results") / f"{slugify(cfg.arm)}__seed{cfg.seed}"
     _run_train(cfg, run_dir, resume=resume, force=force, quiet=quiet)
@@ -201,15 +201,16 @@ def train_cli(
 def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, quiet: bool) -> None:
     from rich.console import Console
 
-    from .interrupt import Interrupted, signal_name
-    from .runlog import InUseError
-    from .trainer import RunExistsError, RunFailed, disk_full, is_oom, train
+    from drgrpo_cli.interrupt import Interrupted, signal_name
+    from drgrpo_cli.runlog import InUseError
+    from drgrpo_cli.errors import disk_full, first_line, is_oom
+    from drgrpo_cli.trainer import RunExistsError, RunFailed, train
 
     console = Console(stderr=True)
     again = f"drgrpo train --out {run_dir} --resume"
     try:
         if not quiet:
-            from .basemodel import prebuild
+            from drgrpo_cli.tasks.builtin_model import prebuild
 
             prebuild([cfg.model], console)
         summary = train(cfg, run_dir, resume=resume, force=force, progress=not quiet)
@@ -228,11 +229,11 @@ def _run_train(cfg: TrainConfig, run_dir: Path, *, resume: bool, force: bool, qu
     except Exception as e:  # noqa: BLE001 - before work started: bad input is 2, a machine problem 1
         if is_oom(e):
             raise fail(f"out of memory before training started: try a smaller model, --dtype bfloat16 or "
-                       f"--gradient-checkpointing ({str(e).strip().splitlines()[0]})", 1) from None
+                       f"--gradient-checkpointing ({first_line(e)})", 1) from None
         if disk_full(e) is not None:
             raise fail(f"disk full ({disk_full(e)}): free some space, then run the same command again", 1) from None
         if isinstance(e, (RunExistsError, InUseError, ValueError, OSError, RuntimeError)):
-            raise fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+            raise fail(first_line(e)) from None
         raise fail(f"run failed: {type(e).__name__}: {e}", 1) from None
     f = summary.get("final", {})
     g = summary.get("growth", {})
@@ -255,7 +256,7 @@ def base_cli(
     """Build (or show) the cached built-in base model: a tiny Llama warmed up on the built-in task."""
     import json
 
-    from .basemodel import RECIPES, base_dir, check_base, design_criteria, prebuild
+    from drgrpo_cli.tasks.builtin_model import RECIPES, base_dir, check_base, design_criteria, prebuild
 
     if model not in RECIPES:
         raise fail(f"unknown built-in model {model!r}; choose one of {', '.join(RECIPES)}")

