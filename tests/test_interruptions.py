@@ -173,7 +173,7 @@ def test_a_run_in_use_is_refused_in_one_line(tmp_path, small_model):
 # ---- torn writes and a full disk --------------------------------------------------------------------------
 def test_a_torn_last_line_is_read_and_repaired_on_resume(tmp_path, small_model, reference):
     from drgrpo_cli.sweep.ablate import ablate_status
-    from drgrpo_cli.report.plot import _load_run
+    from drgrpo_cli.report.runs import load_run
     from drgrpo_cli.trainer import train
 
     cfg = dict(steps=4, checkpoint_every=2, seed=3)
@@ -192,7 +192,7 @@ def test_a_torn_last_line_is_read_and_repaired_on_resume(tmp_path, small_model, 
         with open(run / name, "a") as f:
             f.write('{"step": 4, "train/rew')  # the process died in the middle of a row
     assert runlog.read_jsonl(run / runlog.METRICS)[1] is True
-    loaded = _load_run(run, "run", None, [])
+    loaded = load_run(run, "run", None, [])
     assert [r["step"] for r in loaded.rows] == [0, 1, 2, 3] and loaded.torn  # plot reads it and warns
     st = ablate_status(tmp_path / "sweep", show=False)
     assert st.runs[0].status == "partial" and st.runs[0].step == 3

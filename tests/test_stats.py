@@ -164,3 +164,14 @@ def test_run_numbers_headline_and_fallback():
     assert headline_key([n, n]) == HEADLINE
     assert headline_key([n, old]) == HEADLINE_FALLBACK and headline_key([]) == HEADLINE_FALLBACK
     assert run_numbers([])["final_reward"] is None  # nothing logged: None, not an error
+
+
+def test_t_quantile_matches_tables():
+    assert t_quantile(0.975, 1) == pytest.approx(12.7062047, rel=1e-7)
+    assert t_quantile(0.975, 2) == pytest.approx(4.3026527, rel=1e-7)
+    assert t_quantile(0.975, 10) == pytest.approx(2.2281389, rel=1e-7)
+    assert t_quantile(0.975, 1e6) == pytest.approx(1.959966, rel=1e-5)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.7764451, rel=1e-7)
+    s = mean_ci([40.0, 50.0])
+    assert s["mean"] == 45.0 and s["lo"] == pytest.approx(45 - 12.7062047 * 5)
+    assert math.isnan(mean_ci([1.0])["lo"])

@@ -1,0 +1,413 @@
+"""The figures of ``drgrpo plot``: length growth (the headline), token efficiency, difficulty bias, and the
+requested metrics, as ``matplotlib.figure.Figure`` objects (no pyplot; matplotlib loads lazily).
+
+Colours follow the arms' knobs, not their labels: GRPO-like dark red, Dr. GRPO-like dark blue, the
+one-switch arms dashed in the lighter shade of the arm they share ``loss_agg`` with (the switch that
+drives length); other knobs get other colours. File names are fixed and the files carry no dates, so the
+same logs give the same files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from drgrpo_cli.metrics import GROWTH_FIRST, GROWTH_LAST, HEADLINE, HEADLINE_FALLBACK, window_size
+from drgrpo_cli.report.curves import Curve, curve, robust_ylim
+from drgrpo_cli.report.numbers import ReportNumbers
+from drgrpo_cli.report.runs import PlotContext
+from drgrpo_cli.report.stats import DRGRPO_KNOBS, GRPO_KNOBS
+from drgrpo_cli.report.text import number_text
+
+__all__ = ["FIGURE_TITLES", "KNOB_STYLES", "PANELS", "arm_styles", "headline_title", "write_figures"]
+
+#: Styles by knobs (adv_scale, loss_agg): (colour, line style).
+KNOB_STYLES = {
+    GRPO_KNOBS: ("#c0392b", "-"),  # dark red
+    DRGRPO_KNOBS: ("#1f4e9c", "-"),  # dark blue
+    ("none", "seq_mean"): ("#f08a7e", "--"),  # std-only fix: keeps seq_mean -> light red, dashed
+    ("group", "max_tokens"): ("#7fa8e0", "--"),  # length-only fix: has max_tokens -> light blue, dashed
+}
+OTHER_COLORS = ("#7b3fa0", "#2a9d5c", "#d4a017", "#17becf", "#7f7f7f", "#e377c2", "#8c564b", "#637939")
+#: Figure file stem -> its title in the report.
+FIGURE_TITLES = {"length_growth": "Length growth", "token_efficiency": "Token efficiency",
+                 "difficulty_bias": "Difficulty bias", "metrics": "Requested metrics"}
+DPI = 150
+RC = {
+    "font.size": 13,
+    "axes.titlesize": 14,
+    "axes.labelsize": 13,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 12,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "drgrpo-plot",
+    "svg.fonttype": "path",
+    "lines.linewidth": 2.0,
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the length-growth figure: the first key of ``keys`` that a run logged is drawn."""
+
+    keys: tuple[str, ...]
+    titles: tuple[str, ...]  # one per key (says what the fallback is)
+    ylabel: str
+    headline: bool = False
+
+
+PANELS = (
+    Panel(("train/reward",), ("train reward",), "reward"),
+    Panel((HEADLINE, HEADLINE_FALLBACK),
+          ("wrong-answer length, failure state", "wrong-answer length (all prompts)"), "tokens", headline=True),
+    Panel(("train/clean/len_correct", "train/len_correct"),
+          ("correct-answer length, clean prompts", "correct-answer length"), "tokens"),
+    Panel(("eval_sampled/derailed/len_incorrect", "eval_sampled/len_incorrect", "eval/derailed/len_incorrect",
+           "eval/len_incorrect"),
+          ("eval wrong-answer length, failure state\n(sampled, T = 1)", "eval wrong-answer length\n(sampled, T = 1)",
+           "eval wrong-answer length, failure state\n(greedy)", "eval wrong-answer length\n(greedy)"), "tokens"),
+    Panel(("eval_sampled/accuracy", "eval/accuracy"), ("eval accuracy\n(sampled, T = 1)", "eval accuracy\n(greedy)"),
+          "accuracy"),
+)
+
+
+def arm_styles(arms: Sequence[str], knobs: dict[str, tuple[str, str] | None]) -> dict[str, tuple[str, str]]:
+    """arm -> (colour, line style), by knobs (see KNOB_STYLES); arms sharing knobs after the first, and
+    arms of other knobs, get the other colours, solid."""
+    styles: dict[str, tuple[str, str]] = {}
+    taken: set[tuple[str, str]] = set()
+    i = 0
+    for a in arms:
+        k = knobs.get(a)
+        if k in KNOB_STYLES and k not in taken:
+            styles[a] = KNOB_STYLES[k]  # type: ignore[index]
+            taken.add(k)  # type: ignore[arg-type]
+        else:
+            styles[a] = (OTHER_COLORS[i % len(OTHER_COLORS)], "-")
+            i += 1
+    return styles
+
+
+# ------------------------------------------------------------------------------------------------------
+# pieces
+def _save(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+    written = []
+    for fmt in formats:
+        p = out / f"{stem}.{fmt}"
+        meta: dict[str, Any] = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}.get(fmt, {})
+        fig.savefig(p, format=fmt, dpi=DPI, metadata=meta, facecolor="white")
+        written.append(p)
+    return written
+
+
+def _draw_curve(ax: Any, c: Curve, style: tuple[str, str], sparse: bool, seeds: bool = True) -> Any:
+    """Thin per-seed lines, the clipped bootstrap band, and the thick mean line on top."""
+    color, ls = style
+    df, runs = c.df, c.runs
+    x = df.index.to_numpy()
+    if seeds and runs.shape[1] > 1:
+        alpha = 0.3 if runs.shape[1] <= 5 else 0.18
+        for col in runs.columns:
+            s = runs[col].dropna()
+            ax.plot(s.index.to_numpy(), s.to_numpy(), color=color, alpha=alpha, linewidth=0.7, zorder=1)
+    if df["lo"].notna().any():
+        ax.fill_between(x, df["lo"].to_numpy(), df["hi"].to_numpy(), color=color, alpha=0.18, linewidth=0, zorder=2)
+    (line,) = ax.plot(x, df["mean"].to_numpy(), color=color, linestyle=ls, linewidth=2.8, zorder=3,
+                      marker="o" if sparse else None, markersize=5 if sparse else None)
+    return line
+
+
+def _no_data(ax: Any, text: str = "not logged") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.5")
+
+
+def _set_ylim(ax: Any, curves: Sequence[Any], key: str) -> None:
+    lim = robust_ylim(curves, key)
+    if lim is not None and lim[1] > lim[0]:
+        ax.set_ylim(*lim)
+
+
+def _band_note(ctx: PlotContext, windows: bool = False) -> str:
+    sm = f"; train curves: centred rolling mean over {ctx.smooth} steps" if ctx.smooth > 1 else ""
+    win = "; grey: the early (first 10%) and late (last 20%) steps of the growth numbers" if windows else ""
+    return f"thin: one seed · thick: mean over seeds · band: bootstrap 95% CI of the mean{sm}{win}"
+
+
+def _legend(fig: Any, ctx: PlotContext, arms: Sequence[str] | None = None, extra: Sequence[Any] = (),
+            title: str | None = None) -> None:
+    from matplotlib.lines import Line2D
+
+    arms = ctx.arms if arms is None else arms
+    handles = []
+    for a in arms:
+        color, ls = ctx.styles[a]
+        k = ctx.knobs.get(a)
+        knob = f" [{k[0]}, {k[1]}]" if k else ""
+        handles.append(Line2D([], [], color=color, linestyle=ls, linewidth=3, label=f"{a}{knob} (n={ctx.nseeds[a]})"))
+    handles += list(extra)
+    leg = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False,
+                     title=title, title_fontsize=11)
+    if title:
+        leg.get_title().set_color("0.35")
+
+
+def _pick_key(ctx: PlotContext, keys: Sequence[str]) -> tuple[int, str] | None:
+    """The first of ``keys`` any run logged (a finite value), with its index."""
+    for i, k in enumerate(keys):
+        if any(k in f.columns and f[k].notna().any() for fs in ctx.frames.values() for f in fs):
+            return i, k
+    return None
+
+
+def headline_title(ctx: PlotContext, paired: Sequence[dict[str, Any]]) -> str:
+    """The figure's numbers line: the first comparison (GRPO − Dr. GRPO when there is one) of the headline
+    growth and of the final reward, each with its CI and sign count; honest when the CI includes 0."""
+    rows = [p for p in paired if p["metric"] == "headline_growth"]
+    if not rows:
+        return "one arm only: no comparison"
+    first = rows[0]
+    c, r = first["contrast"], first["result"]
+    what = "failure-state wrong-answer growth" if ctx.headline_key == HEADLINE else "wrong-answer growth"
+    if r.n == 0:
+        return f"{c.name}: no seed has both arms"
+    text = (f"{c.name}, paired over {r.n} seed{'s' if r.n != 1 else ''} — {what}: "
+            f"{number_text(r.mean, 1, True)} tokens")
+    if r.n >= 2:
+        text += f" [95% CI {number_text(r.lo, 1, True)}, {number_text(r.hi, 1, True)}]"
+        side = c.plus if r.mean > 0 else c.minus if r.mean < 0 else ""
+        if side:
+            text += f", {side} in {r.signs} seeds"
+        if not r.excludes_zero:
+            text += " (CI includes 0)"
+    else:
+        text += " (1 seed: no CI)"
+    rew = next((p for p in paired if p["metric"] == "final_reward" and p["contrast"] == c), None)
+    if rew is not None and rew["result"].n:
+        rr = rew["result"]
+        text += f" · final reward: {number_text(rr.mean, 3, True)}"
+        if rr.n >= 2:
+            text += (f" [{number_text(rr.lo, 3, True)}, {number_text(rr.hi, 3, True)}]"
+                     + ("" if rr.excludes_zero else ", CI includes 0"))
+    return text
+
+
+# ------------------------------------------------------------------------------------------------------
+# the figures
+def _length_panels(ctx: PlotContext) -> list[tuple[Panel, str, str, bool]]:
+    """(panel, key drawn, its title, whether any run logged it); eval panels left out without eval."""
+    panels = []
+    for p in PANELS:
+        keys = p.keys
+        if p.headline:  # the numbers' key (one for all runs), so figure and report show the same metric
+            keys = (ctx.headline_key,) + tuple(k for k in p.keys if k != ctx.headline_key)
+        got = _pick_key(ctx, keys)
+        if got is None and p.keys[0].startswith("eval"):
+            continue  # no eval logged: leave the eval panels out
+        key = got[1] if got is not None else keys[0]
+        panels.append((p, key, p.titles[p.keys.index(key)], got is not None))
+    return panels
+
+
+def _fig_length_growth(ctx: PlotContext, paired: Sequence[dict[str, Any]]) -> Any:
+    from matplotlib.figure import Figure
+
+    panels = _length_panels(ctx)
+    fig = Figure(figsize=(4.4 * len(panels) + 0.4, 6.4), layout="constrained")
+    fig.suptitle("Length bias: " + ("wrong-answer length in the failure state over training"
+                                    if ctx.headline_key == HEADLINE else "wrong-answer length over training"),
+                 fontsize=17, fontweight="bold")
+    sub = fig.subfigures(1, 1)
+    sub.suptitle(headline_title(ctx, paired), fontsize=13)
+    _legend(fig, ctx, title=_band_note(ctx, windows=ctx.max_train_steps >= 10))
+    axes = sub.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (p, key, title, logged) in zip(axes, panels):
+        ax.set_title(title, fontweight="bold" if p.headline else "normal", fontsize=14 if p.headline else 13)
+        ax.set_xlabel("policy step")
+        ax.set_ylabel(p.ylabel)
+        if p.headline:
+            ax.set_facecolor("#fffaf0")
+            for s in ("left", "bottom"):
+                ax.spines[s].set_linewidth(1.6)
+        curves = []
+        if logged:
+            for arm in ctx.arms:
+                c = curve(ctx.frames[arm], key, ctx.smooth)
+                if c is not None:
+                    _draw_curve(ax, c, ctx.styles[arm], key.startswith("eval"))
+                    curves.append(c)
+        if not curves:
+            _no_data(ax)
+            continue
+        if p.headline and ctx.max_train_steps >= 10:  # where the growth numbers come from
+            n = ctx.max_train_steps
+            first, last = window_size(n, GROWTH_FIRST), window_size(n, GROWTH_LAST)
+            ax.axvspan(0.5, first + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
+            ax.axvspan(n - last + 0.5, n + 0.5, color="0.5", alpha=0.1, linewidth=0, zorder=0)
+        _set_ylim(ax, curves, key)
+        _budget_line(ax, ctx, key)
+    return fig
+
+
+def _budget_line(ax: Any, ctx: PlotContext, key: str) -> None:
+    """A length panel that reaches the generation budget shows it: responses there are truncated (reward 0)."""
+    budgets = {r.config.get("max_tokens") for r in ctx.runs}
+    if "len" not in key.rsplit("/", 1)[-1] or len(budgets) != 1 or not isinstance(next(iter(budgets)), int):
+        return
+    budget = next(iter(budgets))
+    lo, hi = ax.get_ylim()
+    if hi < 0.8 * budget:
+        return
+    ax.set_ylim(lo, max(hi, budget * 1.06))
+    ax.axhline(budget, color="0.35", linestyle=":", linewidth=1.4, zorder=1)
+    ax.annotate(f"budget {budget}: truncated, reward 0", (0.02, budget), xycoords=("axes fraction", "data"),
+                xytext=(0, 3), textcoords="offset points", fontsize=10, color="0.3", va="bottom")
+
+
+def _fig_token_efficiency(ctx: PlotContext) -> Any:
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    specs = [("train", "train/len_mean", "train/reward", "mean response length (tokens)", "train reward")]
+    if ctx.has_eval:
+        specs.append(("eval (greedy)", "eval/len_mean", "eval/accuracy", "mean response length (tokens)",
+                      "eval accuracy"))
+    fig = Figure(figsize=(9 if len(specs) == 1 else 16, 6.2), layout="constrained")
+    fig.suptitle("Token efficiency: reward vs response length over training (mean over seeds)", fontsize=15)
+    marks = [Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="", markersize=9, label="start"),
+             Line2D([], [], color="0.3", marker="*", linestyle="", markersize=14, label="end")]
+    _legend(fig, ctx, extra=marks,
+            title=f"train curves: centred rolling mean over {ctx.smooth} steps" if ctx.smooth > 1 else None)
+    axes = fig.subplots(1, len(specs), squeeze=False)[0]
+    for ax, (title, xk, yk, xl, yl) in zip(axes, specs):
+        ax.set_title(title, fontweight="bold")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        drawn = False
+        for arm in ctx.arms:
+            cx = curve(ctx.frames[arm], xk, ctx.smooth)
+            cy = curve(ctx.frames[arm], yk, ctx.smooth)
+            if cx is None or cy is None:
+                continue
+            j = pd.concat([cx.df["mean"].rename("x"), cy.df["mean"].rename("y")], axis=1, join="inner").dropna()
+            if j.empty:
+                continue
+            xs, ys = j["x"].to_numpy(), j["y"].to_numpy()
+            col, ls = ctx.styles[arm]
+            ax.plot(xs, ys, color=col, linestyle=ls, alpha=0.9, marker="." if len(xs) < 40 else None)
+            ax.plot(xs[:1], ys[:1], color=col, marker="o", markerfacecolor="white", markersize=10, markeredgewidth=2,
+                    linestyle="")
+            ax.plot(xs[-1:], ys[-1:], color=col, marker="*", markersize=18, markeredgecolor="black",
+                    markeredgewidth=0.6, linestyle="")
+            drawn = True
+        if not drawn:
+            _no_data(ax)
+    return fig
+
+
+def _fig_difficulty(ctx: PlotContext, diff: dict[str, Any]) -> Any:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    arms = [a for a in ctx.arms if a in diff]
+    fracs = sorted({(k, g) for a in arms for k, g in zip(diff[a]["k"], diff[a]["G"])}, key=lambda kg: kg[0] / kg[1])
+    xs_labels: list[str] = []
+    pos: dict[tuple[int, int], int] = {}
+    for kg in fracs:
+        lab = f"{kg[0]}/{kg[1]}"
+        if lab not in xs_labels:
+            xs_labels.append(lab)
+        pos[kg] = xs_labels.index(lab)
+    fig = Figure(figsize=(16, 5.6), layout="constrained")
+    fig.suptitle("Difficulty bias: gradient weight of a group by its pass rate k/G "
+                 "(pooled over steps and seeds, weighted by group counts)", fontsize=15)
+    _legend(fig, ctx, arms=arms)
+    axes = fig.subplots(1, 3)
+    panels = [("mean_abs_adv", "mean |advantage| per group", "mean |A|"),
+              ("relative", "relative to a mid group (k = G/2)", "weight / weight at k = G/2"),
+              ("share", "share of total weight", "% of sum over groups of mean |A|")]
+    width = 0.8 / max(1, len(arms))
+    x = np.arange(len(xs_labels))
+    for ax, (key, title, ylabel) in zip(axes, panels):
+        ax.set_title(title)
+        ax.set_xlabel("pass rate k/G")
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="x", visible=False)
+        for i, arm in enumerate(arms):
+            d = diff[arm]
+            vals = np.full(len(xs_labels), np.nan)
+            for k, g, v in zip(d["k"], d["G"], d[key]):
+                vals[pos[(k, g)]] = v * (100.0 if key == "share" else 1.0)
+            color, ls = ctx.styles[arm]
+            ax.bar(x - 0.4 + width * (i + 0.5), vals, width=width, color=color,
+                   hatch="//" if ls != "-" else None, edgecolor="white" if ls != "-" else None, linewidth=0)
+        ax.set_xticks(x, xs_labels, rotation=0 if len(xs_labels) <= 12 else 90)
+        if key == "relative":
+            ax.axhline(1.0, color="0.4", linewidth=1, linestyle="--")
+    return fig
+
+
+def _fig_metrics(ctx: PlotContext, keys: Sequence[str]) -> Any:
+    from matplotlib.figure import Figure
+
+    ncol = min(3, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig = Figure(figsize=(16, 1.4 + 4.4 * nrow), layout="constrained")
+    fig.suptitle("Requested metrics", fontsize=15)
+    _legend(fig, ctx, title=_band_note(ctx))
+    axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
+    for ax, key in zip(axes, keys):
+        ax.set_title(key)
+        ax.set_xlabel("policy step")
+        curves = []
+        for arm in ctx.arms:
+            c = curve(ctx.frames[arm], key, ctx.smooth)
+            if c is not None:
+                _draw_curve(ax, c, ctx.styles[arm], key.startswith("eval") or len(c.df) < 0.5 * ctx.max_steps)
+                curves.append(c)
+        if curves:
+            _set_ylim(ax, curves, key)
+        else:
+            _no_data(ax)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    return fig
+
+
+def write_figures(ctx: PlotContext, nums: ReportNumbers, metric_keys: Sequence[str], out_dir: Path,
+                  warnings: list[str]) -> tuple[list[Path], dict[str, Path], dict[str, Any]]:
+    """Draw and save the figures into ``out_dir`` (one file per format); a figure whose metrics no run
+    logged is skipped with a warning. Returns (files written, stem -> the file the report embeds (png,
+    else svg; none for pdf only), stem -> Figure)."""
+    import matplotlib
+
+    files: list[Path] = []
+    embedded: dict[str, Path] = {}
+    figs: dict[str, Any] = {}
+    embed = "png" if "png" in ctx.formats else "svg" if "svg" in ctx.formats else None
+
+    def keep(stem: str, fig: Any) -> None:
+        figs[stem] = fig
+        files.extend(_save(fig, out_dir, stem, ctx.formats))
+        if embed:
+            embedded[stem] = out_dir / f"{stem}.{embed}"
+
+    with matplotlib.rc_context(RC):
+        keep("length_growth", _fig_length_growth(ctx, nums.paired))
+        if any("train/len_mean" in f.columns and "train/reward" in f.columns for fs in ctx.frames.values() for f in fs):
+            keep("token_efficiency", _fig_token_efficiency(ctx))
+        else:
+            warnings.append("train/len_mean or train/reward not logged; token-efficiency figure skipped")
+        if nums.difficulty:
+            keep("difficulty_bias", _fig_difficulty(ctx, nums.difficulty))
+        else:
+            warnings.append("no difficulty/k{k}/... metrics logged; difficulty-bias figure skipped")
+        if metric_keys:
+            keep("metrics", _fig_metrics(ctx, metric_keys))
+    return files, embedded, figs
