@@ -101,7 +101,10 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 
 def read_grid_arms(root: Path, warnings: list[str]) -> dict[str, str]:
-    """``run dir name -> arm label`` from ``<root>/grid.json``; {} when absent or not understood."""
+    """``run dir name -> arm label`` from ``<root>/grid.json``; {} when absent or not understood.
+
+    The shape ``drgrpo ablate`` writes: ``"arms": {dir: label}`` and ``"runs": [{"dir", "arm", ...}]``
+    (a run's own ``arm`` wins)."""
     p = root / GRID_FILE
     if not p.is_file():
         return {}
@@ -111,55 +114,13 @@ def read_grid_arms(root: Path, warnings: list[str]) -> dict[str, str]:
         warnings.append(f"{p}: not valid JSON; arms taken from the run configs")
         return {}
     mapping: dict[str, str] = {}
-
-    def label_of(v: Any) -> str | None:
-        if isinstance(v, str):
-            return v
-        if isinstance(v, dict):
-            for k in ("arm", "label", "arm_label"):
-                if isinstance(v.get(k), str):
-                    return v[k]
-        return None
-
-    def dir_of(v: dict[str, Any]) -> str | None:
-        for k in ("dir", "run_dir", "run", "path", "out", "name"):
-            if isinstance(v.get(k), str):
-                return v[k]
-        return None
-
-    def take(section: Any) -> None:
-        if isinstance(section, dict):
-            for k, v in section.items():
-                if isinstance(v, list) and all(isinstance(x, str) for x in v):  # label -> [run dirs]
-                    for run in v:
-                        mapping[run] = k
-                    continue
-                lab = label_of(v)
-                if lab is not None:
-                    if isinstance(v, dict) and isinstance(v.get("runs"), list):  # label -> {label, runs}
-                        for run in v["runs"]:
-                            if isinstance(run, str):
-                                mapping[run] = lab
-                    else:
-                        mapping[k] = lab
-        elif isinstance(section, list):
-            for v in section:
-                if not isinstance(v, dict):
-                    continue
-                lab = label_of(v) or (v.get("name") if isinstance(v.get("name"), str) else None)
-                runs = v.get("runs") or v.get("run_dirs") or v.get("dirs")
-                if lab is not None and isinstance(runs, list):
-                    for run in runs:
-                        if isinstance(run, str):
-                            mapping[run] = lab
-                        elif isinstance(run, dict) and dir_of(run):
-                            mapping[dir_of(run)] = lab  # type: ignore[index]
-                elif label_of(v) is not None and dir_of(v) is not None:
-                    mapping[dir_of(v)] = label_of(v)  # type: ignore[index,assignment]
-
     if isinstance(obj, dict):
-        for sec in ("arms", "runs"):
-            take(obj.get(sec))
+        arms, runs = obj.get("arms"), obj.get("runs")
+        if isinstance(arms, dict):
+            mapping.update((d, a) for d, a in arms.items() if isinstance(a, str))
+        if isinstance(runs, list):
+            mapping.update((r["dir"], r["arm"]) for r in runs
+                           if isinstance(r, dict) and isinstance(r.get("dir"), str) and isinstance(r.get("arm"), str))
     if not mapping:
         warnings.append(f"{p}: no run -> arm mapping understood; arms taken from the run configs")
     return mapping
