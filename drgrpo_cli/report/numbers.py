@@ -31,7 +31,7 @@ from drgrpo_cli.report.runs import PlotContext, Run
 from drgrpo_cli.report.stats import by_seed, evaluate, mean_ci, plan_contrasts
 from drgrpo_cli.report.text import or_nan
 
-__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "metric_words", "report_numbers",
+__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "final_value", "metric_words", "report_numbers",
            "summary_dict"]
 
 #: The metrics compared between arms (names as in ablate's summary.csv / paired.csv).
@@ -45,6 +45,8 @@ FINAL_METRICS = (
     ("train/len_incorrect", "len incorrect", 1),
     ("eval/accuracy", "eval accuracy", 3),
 )
+#: The final values :func:`~drgrpo_cli.metrics.run_numbers` has, by metric key.
+_RUN_NUMBER = {"train/reward": "final_reward", "train/accuracy": "final_accuracy", "eval/accuracy": "eval_accuracy"}
 _DIFF_KEY = re.compile(r"^difficulty/k(\d+)/(groups|abs_adv)$")
 
 
@@ -53,7 +55,7 @@ class ReportNumbers:
     """Everything the report and the figures' titles say in numbers, per arm (see the functions below)."""
 
     named_evals: list[str]  # named eval sets with an accuracy (eval/<name>/accuracy)
-    final: dict[str, dict[str, Any]]  # arm -> metric key -> mean_ci over its runs of their final values
+    final: dict[str, dict[str, Any]]  # arm -> metric key -> mean_ci of final_value over its runs
     head: dict[str, dict[str, Any]]  # arm -> headline early/late/growth, final_reward (mean_ci), per_run growth
     paired: list[dict[str, Any]]  # {"metric", "contrast", "result"}
     growth: dict[str, dict[str, Any]]  # arm -> mean_ci of len_incorrect_growth, with per_run
@@ -118,26 +120,26 @@ def headline_numbers(ctx: PlotContext) -> dict[str, dict[str, Any]]:
     return out
 
 
+def final_value(run: Run, key: str) -> float | None:
+    """A run's final value of ``key``, as its ``summary.json``'s ``final``: the run_numbers value where
+    run_numbers has one; else, by the same rule, the mean over the last 10% of training steps (step >= 1)
+    for train keys and the last eval point for eval keys."""
+    if key in _RUN_NUMBER:
+        return run.numbers[_RUN_NUMBER[key]]
+    f = run.frame
+    if key not in f.columns:
+        return None
+    if key.startswith("eval/"):
+        return last_value(series(f, key))
+    return tail_mean(train_series(f, key), FINAL_FRAC)
+
+
 def final_metrics(ctx: PlotContext, named_evals: list[str]) -> dict[str, dict[str, Any]]:
-    """Per run as in summary.json / summary.csv (:mod:`drgrpo_cli.metrics`): train keys are the mean over
-    the last 10% of training steps (``step >= 1``), eval keys the last eval point; then mean_ci over seeds."""
+    """Per arm and metric key (:data:`FINAL_METRICS`, then the named evals' accuracy): mean_ci over seeds
+    of :func:`final_value`."""
     keys = [k for k, _, _ in FINAL_METRICS] + [f"eval/{n}/accuracy" for n in named_evals]
-    out: dict[str, dict[str, Any]] = {}
-    for arm in ctx.arms:
-        res: dict[str, Any] = {}
-        for key in keys:
-            per_run = []
-            for r in ctx.runs_by_arm[arm]:
-                f = r.frame
-                if key not in f.columns:
-                    per_run.append(None)
-                elif key.startswith("eval/"):
-                    per_run.append(last_value(series(f, key)))
-                else:
-                    per_run.append(tail_mean(train_series(f, key), FINAL_FRAC))
-            res[key] = mean_ci(per_run)
-        out[arm] = res
-    return out
+    return {arm: {key: mean_ci(final_value(r, key) for r in ctx.runs_by_arm[arm]) for key in keys}
+            for arm in ctx.arms}
 
 
 def growth_numbers(ctx: PlotContext, metric: str) -> dict[str, dict[str, Any]]:
