@@ -1,22 +1,11 @@
 """Paired comparisons of arms over seeds (pure Python: no numpy, no scipy, no pandas).
 
-Runs of different arms with the same seed share their prompts, environment draws and torch seed, so
-they are *pairs*. An arm comparison is therefore computed per seed first (one difference, or one
-contrast, per seed that every arm involved has) and only then summarised over seeds:
-
-* the mean of the per-seed differences with a Student-t interval, ``t_{(1+level)/2, n-1} * sd / sqrt(n)``
-  (sd with ddof=1; no interval below 2 seeds). Pairing removes the between-seed variance the arms share,
-  which an independent-arms (Welch) interval would keep;
-* the *sign count*: in how many of the ``n`` seeds the difference has the sign of the mean ("10/10").
-  It needs no distributional assumption and shows whether the effect is consistent or driven by one seed.
-
-Which comparisons (:func:`plan_contrasts`) is decided from each arm's knob values (``adv_scale``,
-``loss_agg`` from the runs' config.json), never from labels: GRPO-like = (group, seq_mean), Dr. GRPO-like
-= (none, max_tokens). With both: "GRPO − Dr. GRPO"; with all four cells of the 2x2 also the two main
-effects, per seed: length normalization = mean over the two adv_scale levels of [seq_mean − max_tokens],
-std normalization = mean over the two loss_agg levels of [group − none]. Every other arm is compared with
-a *reference* arm: the GRPO-like arm, else the one arm with loss_agg = seq_mean, else the first arm, as
-"reference − arm" (so a positive number always means "the GRPO-like arm has more of it").
+Runs of different arms with the same seed are pairs, so a comparison is computed per seed first (one
+difference, or one contrast, per seed every arm involved has), then over seeds: the mean, its Student-t
+interval ``t_{(1+level)/2, n-1} * sd / sqrt(n)`` (ddof=1; none below 2 seeds) and the sign count ("10/10").
+Which comparisons (:func:`plan_contrasts`) is decided by each arm's knobs (``adv_scale``, ``loss_agg``),
+never by labels: GRPO − Dr. GRPO, the 2x2 main effects, else each arm against a reference arm, signed so
+that a positive number means "the GRPO-like arm has more of it". Why: docs/design/report.md.
 """
 
 from __future__ import annotations
@@ -26,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from drgrpo_cli.metrics import finite, mean
+from drgrpo_cli.report.text import number_text
 
 #: Confidence level of every interval reported.
 LEVEL = 0.95
@@ -351,10 +341,6 @@ def by_seed(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, float | None]:
     return {s: mean(acc[s]) for s in seen}
 
 
-def _fmt(x: float, nd: int) -> str:
-    return "—" if x is None or math.isnan(x) else f"{x:+.{nd}f}"
-
-
 def describe(c: Contrast, p: Paired, what: str, unit: str = "", nd: int = 1) -> str:
     """One honest sentence about a paired result, e.g. "GRPO − Dr. GRPO, wrong-answer length growth: +18.2
     tokens (95% CI [+15.0, +21.4], paired over 10 seeds); larger under GRPO in 10/10 seeds; the CI excludes 0."
@@ -364,9 +350,10 @@ def describe(c: Contrast, p: Paired, what: str, unit: str = "", nd: int = 1) -> 
         return f"{c.name}, {what}: no seed has every arm of this comparison."
     pct = f"{round(100 * p.level)}%"
     if p.n < 2:
-        return (f"{c.name}, {what}: {_fmt(p.mean, nd)}{u} from 1 seed (seed {p.seeds[0]}); no interval with one "
-                f"seed.")
-    text = f"{c.name}, {what}: {_fmt(p.mean, nd)}{u} ({pct} CI [{_fmt(p.lo, nd)}, {_fmt(p.hi, nd)}], paired over {p.n} seeds)"
+        return (f"{c.name}, {what}: {number_text(p.mean, nd, True)}{u} from 1 seed (seed {p.seeds[0]}); no interval "
+                f"with one seed.")
+    text = (f"{c.name}, {what}: {number_text(p.mean, nd, True)}{u} ({pct} CI [{number_text(p.lo, nd, True)}, "
+            f"{number_text(p.hi, nd, True)}], paired over {p.n} seeds)")
     side = c.plus if p.mean > 0 else c.minus if p.mean < 0 else ""
     if side:
         text += f"; {side} in {p.signs} seeds"
