@@ -108,3 +108,29 @@ def test_length_panels_show_the_budget_only_when_curves_reach_it(tmp_path, budge
     assert bool(budget_lines) is shown
     if shown:
         assert head.get_ylim()[1] >= budget and any(f"budget {budget}" in t.get_text() for t in head.texts)
+
+
+def test_swapped_and_renamed_labels_do_not_decide_comparisons_or_colours(tmp_path):
+    """Labels only name arms: with "GRPO" and "Dr. GRPO" swapped (and the one-switch arms renamed), the
+    figure's numbers line, the colours and the report's comparisons follow the knobs."""
+    from drgrpo_cli.report.figures import KNOB_STYLES
+
+    labels = {"GRPO": "Dr. GRPO", "Dr. GRPO": "GRPO", "std-only fix": "a", "length-only fix": "b"}
+    root = write_fake_sweep(tmp_path / "sw", seeds=3, steps=20, eval_every=10, labels=labels)
+    res = plot([root], formats=("png",), smooth=1)
+    fig = res.figures["length_growth"]
+    sub = fig.subfigs[0]._suptitle.get_text()
+    # the GRPO-like arm (now labelled "Dr. GRPO") grows more: the comparison is by knobs, signed the same way
+    assert sub.startswith("GRPO − Dr. GRPO, paired over 3 seeds — failure-state wrong-answer growth: +")
+    assert "larger under Dr. GRPO in 3/3 seeds" in sub
+    legend = {t.get_text().split(" [")[0]: h for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    assert (legend["Dr. GRPO"].get_color(), legend["Dr. GRPO"].get_linestyle()) == KNOB_STYLES[("group", "seq_mean")]
+    assert (legend["GRPO"].get_color(), legend["GRPO"].get_linestyle()) == KNOB_STYLES[("none", "max_tokens")]
+    assert (legend["a"].get_color(), legend["a"].get_linestyle()) == KNOB_STYLES[("none", "seq_mean")]
+    assert (legend["b"].get_color(), legend["b"].get_linestyle()) == KNOB_STYLES[("group", "max_tokens")]
+    md = res.report.read_text()
+    assert "- **GRPO − Dr. GRPO**: Dr. GRPO (group, seq_mean) − GRPO (none, max_tokens)" in md
+    assert "| failure-state wrong-answer length growth | **GRPO − Dr. GRPO** | 3 | +" in md
+    assert "| Dr. GRPO | group, seq_mean | 3 |" in md and "| GRPO | none, max_tokens | 3 |" in md
+    kinds = {(p["metric"], p["kind"]) for p in res.summary["paired"]}
+    assert {("headline_growth", k) for k in ("grpo_vs_drgrpo", "length_norm", "std_norm")} <= kinds
