@@ -4,22 +4,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from drgrpo_cli.report.plot import PlotResult, plot
+from drgrpo_cli.report.plot import plot
 from tests.report_helpers import axes_by_title, fake_sweep_10, png_size, small_sweep, write_fake_sweep
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
-    return small_sweep(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def fake10(tmp_path_factory: pytest.TempPathFactory) -> PlotResult:
-    return fake_sweep_10(tmp_path_factory)
+sweep = pytest.fixture(scope="module", name="sweep")(small_sweep)  # the plot of the small sweep (made once)
+fake10 = pytest.fixture(scope="module", name="fake10")(fake_sweep_10)  # the 10-seed 2x2 sweep's plot (made once)
 
 
 def test_sweep_files_and_figures(sweep):

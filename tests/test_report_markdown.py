@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from drgrpo_cli.report.plot import PlotResult, plot
+from drgrpo_cli.report.plot import plot
 from tests.report_helpers import md_table, prov_runs, prov_warnings, small_sweep, write_prov
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
-    return small_sweep(tmp_path_factory)
+sweep = pytest.fixture(scope="module", name="sweep")(small_sweep)  # the plot of the small sweep (made once)
 
 
 def test_sweep_final_metrics_and_config(sweep):

@@ -4,12 +4,11 @@ over seeds, paired by seed between arms, difficulty; synthetic runs with known n
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from drgrpo_cli.metrics import last_value, length_growth, series, tail_mean, train_series
-from drgrpo_cli.report.plot import PlotResult, plot
+from drgrpo_cli.report.plot import plot
 from tests.report_helpers import (
     ABS_STD,
     COUNTS,
@@ -24,14 +23,8 @@ from tests.report_helpers import (
 )
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
-    return small_sweep(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def fake10(tmp_path_factory: pytest.TempPathFactory) -> PlotResult:
-    return fake_sweep_10(tmp_path_factory)
+sweep = pytest.fixture(scope="module", name="sweep")(small_sweep)  # the plot of the small sweep (made once)
+fake10 = pytest.fixture(scope="module", name="fake10")(fake_sweep_10)  # the 10-seed 2x2 sweep's plot (made once)
 
 
 def test_series_adapter_inputs_and_windows():

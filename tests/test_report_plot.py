@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from drgrpo_cli.report.plot import PlotResult, plot
+from drgrpo_cli.report.plot import plot
 from tests.report_helpers import small_sweep, write_run
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlotResult]:
-    return small_sweep(tmp_path_factory)
+sweep = pytest.fixture(scope="module", name="sweep")(small_sweep)  # the plot of the small sweep (made once)
 
 
 def test_metrics_math_and_plot_import_light():
