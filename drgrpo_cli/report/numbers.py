@@ -31,8 +31,8 @@ from drgrpo_cli.report.runs import PlotContext, Run
 from drgrpo_cli.report.stats import by_seed, evaluate, mean_ci, plan_contrasts
 from drgrpo_cli.report.text import or_nan
 
-__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "final_value", "metric_words", "report_numbers",
-           "summary_dict"]
+__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "difficulty_numbers", "final_metrics", "final_value",
+           "growth_numbers", "headline_numbers", "metric_words", "paired_results", "report_numbers", "summary_dict"]
 
 #: The metrics compared between arms (names as in ablate's summary.csv / paired.csv).
 PAIRED_METRICS = ("headline_growth", "final_reward", "len_incorrect_growth")

@@ -20,8 +20,9 @@ from drgrpo_cli.report.text import value_text
 from drgrpo_cli.runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
 
 __all__ = [
-    "ARM_ORDER", "GRID_FILE", "PlotContext", "PlotError", "Run", "arm_order", "discover", "fill_named_eval", "group_by_arm",
-    "load_run", "metrics_frame", "read_frames", "read_grid_arms", "read_provenance", "split_mixed_arms",
+    "ARM_ORDER", "GRID_FILE", "PlotContext", "PlotError", "Run", "arm_order", "discover", "fill_named_eval",
+    "find_run_dirs", "group_by_arm", "load_run", "metrics_frame", "read_frames", "read_grid_arms", "read_provenance",
+    "split_mixed_arms",
 ]
 
 #: Fixed arm order for the bundled labels; other labels follow, sorted by name.
@@ -317,7 +318,7 @@ def split_mixed_arms(runs: list[Run]) -> None:
             r.arm = f"{arm} (" + ", ".join(f"{k}={value_text(r.config.get(k))}" for k in differ) + ")"
 
 
-def _seed_order(r: Run) -> tuple[Any, ...]:
+def _run_order(r: Run) -> tuple[Any, ...]:
     s = r.seed
     if isinstance(s, (int, float)) and not isinstance(s, bool):
         return (0, float(s), r.name)
@@ -334,4 +335,4 @@ def arm_order(labels: Iterable[str]) -> list[str]:
 def group_by_arm(runs: Sequence[Run]) -> tuple[list[str], dict[str, list[Run]]]:
     """The arms in :func:`arm_order` and each arm's runs in seed order."""
     arms = arm_order({r.arm for r in runs})
-    return arms, {a: sorted((r for r in runs if r.arm == a), key=_seed_order) for a in arms}
+    return arms, {a: sorted((r for r in runs if r.arm == a), key=_run_order) for a in arms}
