@@ -112,3 +112,15 @@ def test_seed_ranges_are_compact():
     assert seed_ranges([2, 3, 4, 5, 6, 7, 8, 9]) == "2-9"
     assert seed_ranges([0, 1, 3, 5, 6, 7]) == "0, 1, 3, 5-7"
     assert seed_ranges(["a", "b"]) == "a, b" and seed_ranges([1]) == "1"
+
+
+def test_markdown_to_html_writes_the_report_subset_and_ends_on_odd_lines():
+    from drgrpo_cli.report.markdown import markdown_to_html
+
+    page = markdown_to_html("# Title\n\nsome **bold** and `code`\n\n- a\n- b\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\n"
+                            "![fig](f.png)\n#not-a-heading\n![ stray text\n")
+    body = page.split("<body>\n", 1)[1]
+    assert body.startswith("<h1>Title</h1>\n<p>some <strong>bold</strong> and <code>code</code></p>\n<ul>\n<li>a</li>")
+    assert '<img src="f.png" alt="fig"' in body
+    # lines that look like the start of a heading or an image but are not: kept as text, the loop ends
+    assert "<p>#not-a-heading</p>" in body and "<p>![ stray text</p>" in body

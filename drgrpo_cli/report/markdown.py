@@ -336,7 +336,7 @@ def markdown_to_html(md: str, title: str = "drgrpo plot report") -> str:
         if prefix == "- ":
             out += ["<ul>"] + [f"<li>{_inline(b[2:])}</li>" for b in block] + ["</ul>"]
             continue
-        para = []
+        para, i = [line], i + 1  # the first line always ends up somewhere: '#x' or a stray '![' is text
         while i < len(lines) and lines[i].strip() and not re.match(r"^(#|\||- |!\[)", lines[i]):
             para.append(lines[i])
             i += 1
