@@ -153,7 +153,7 @@ def test_builtin_eval_split_is_held_out_and_half_derailed():
     tags = [tag for _, _, tag in items]
     assert tags.count("derailed") == len(tags) // 2
     for p, text, tag in items:  # the failure state hides the second operand; the gold answer stays a+b
-        a, b = p.prompt[:-1].split("+")
+        a, b = p.question[:-1].split("+")
         assert text == (f"{a}+?=" if tag == "derailed" else f"{a}+{b}=") and p.answer == str(int(a) + int(b))
 
 

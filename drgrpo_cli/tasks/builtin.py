@@ -34,6 +34,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from drgrpo_cli.tasks.base import EvalItem, Problem, RolloutPrompt
+
 DIGITS = "0123456789"
 CHARS = DIGITS + "+=#.?"
 SPECIALS = ("<pad>", "<eos>", "<unk>")
@@ -46,15 +48,6 @@ A_RANGE = (10, 99)  # first operand: two digits
 B_RANGE = (1, 9)  # second operand: one digit (a carry half of the time)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One prompt: the text the model sees (the clean form) and the gold answer."""
-
-    prompt: str
-    answer: str
-    source: str = "builtin"
-
-
 def _held_out(a: int, b: int) -> bool:
     return (37 * a + b) % 10 == 0
 
@@ -64,7 +57,7 @@ def all_pairs(eval_split: bool) -> list[tuple[int, int]]:
 
 
 def make_problem(a: int, b: int) -> Problem:
-    return Problem(prompt=f"{a}+{b}=", answer=str(a + b))
+    return Problem(question=f"{a}+{b}=", answer=str(a + b), source="builtin")
 
 
 def hide_operand(prompt: str) -> str:
@@ -101,21 +94,23 @@ class BuiltinTask:
     def sample(self, n: int, rng: random.Random) -> list[Problem]:
         return [make_problem(*rng.choice(self.train_pairs)) for _ in range(n)]
 
-    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[tuple[str, str]]:
+    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[RolloutPrompt]:
         """The ``group_size`` prompt texts of one group, each tagged ``derailed`` (operand hidden) or ``clean``."""
         out = []
         for _ in range(group_size):
             derailed = rng.random() < self.derail_prob
-            out.append((hide_operand(problem.prompt), "derailed") if derailed else (problem.prompt, "clean"))
+            out.append(RolloutPrompt(hide_operand(problem.question), "derailed") if derailed
+                       else RolloutPrompt(problem.question, "clean"))
         return out
 
-    def eval_sets(self) -> dict[str, list[tuple[Problem, str, str]]]:
+    def eval_sets(self) -> dict[str, list[EvalItem]]:
         """Held-out problems; every other one has its operand hidden, so eval measures both states."""
         items = []
         for i, (a, b) in enumerate(self.eval_pairs):
             p = make_problem(a, b)
             derailed = i % 2 == 1 and self.derail_prob > 0
-            items.append((p, hide_operand(p.prompt), "derailed") if derailed else (p, p.prompt, "clean"))
+            items.append(EvalItem(p, hide_operand(p.question), "derailed") if derailed
+                         else EvalItem(p, p.question, "clean"))
         return {"": items}
 
     def reward(self, response: str, gold: str, truncated: bool) -> float:

@@ -40,10 +40,10 @@ import os
 import re
 import socket
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from drgrpo_cli.tasks.base import Problem
 from drgrpo_cli.tasks.math_reward import last_boxed
 
 FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
@@ -55,13 +55,6 @@ MISSING_DATASETS = "the datasets library is not installed: install drgrpo[math] 
 
 class DatasetError(ValueError):
     """A dataset that cannot be used; the message is one line naming the file and line."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    question: str
-    answer: str
-    source: str
 
 
 def dataset_name(spec: str) -> str:

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from drgrpo_cli.errors import first_line
-from drgrpo_cli.tasks.datasets import Problem, dataset_fields, dataset_name, load_problems
+from drgrpo_cli.tasks.base import EvalItem, Problem, RolloutPrompt
+from drgrpo_cli.tasks.datasets import dataset_fields, dataset_name, load_problems
 from drgrpo_cli.tasks.templates import load_template
 
 
@@ -67,24 +68,30 @@ def resolve_fields(cfg: Any, echo: Callable[[str], None] | None = None) -> Any:
 
 
 class MathTask:
-    """Dataset problems through a prompt template, graded by math-verify."""
+    """Dataset problems through a prompt template, graded by math-verify.
 
-    def __init__(self, cfg: Any):
-        if not cfg.dataset:
+    ``dataset`` / ``eval_datasets``: file paths or ``datasets`` names; ``question_field`` / ``answer_field``:
+    column names (None: detected per dataset); ``eval_max_prompts``: the first that many problems of each
+    eval set (None: all).
+    """
+
+    def __init__(self, dataset: str | None, *, eval_datasets: Sequence[str] = (), template: str = "none",
+                 question_field: str | None = None, answer_field: str | None = None,
+                 eval_max_prompts: int | None = None):
+        if not dataset:
             raise MathTaskError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
-        self.template = load_template(cfg.template)
+        self.template = load_template(template)
         self.stop_strings: tuple[str, ...] = tuple(self.template.stop)
-        self.name = dataset_name(cfg.dataset)
-        self.train_problems: list[Problem] = load_problems(cfg.dataset, cfg.question_field, cfg.answer_field)
+        self.name = dataset_name(dataset)
+        self.train_problems: list[Problem] = load_problems(dataset, question_field, answer_field)
         self.eval_problems: dict[str, list[Problem]] = {}
-        for spec in cfg.eval_datasets:
+        for spec in eval_datasets:
             base = name = dataset_name(spec)
             k = 1
             while name in self.eval_problems:
                 k += 1
                 name = f"{base}_{k}"
-            self.eval_problems[name] = load_problems(spec, cfg.question_field, cfg.answer_field,
-                                                     limit=cfg.eval_max_prompts)
+            self.eval_problems[name] = load_problems(spec, question_field, answer_field, limit=eval_max_prompts)
         self._prompts: dict[str, str] = {}
         try:
             from drgrpo_cli.tasks.math_reward import MathReward
@@ -105,12 +112,11 @@ class MathTask:
             return rng.sample(self.train_problems, n)
         return [rng.choice(self.train_problems) for _ in range(n)]
 
-    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[tuple[str, None]]:
-        text = self.prompt(problem)
-        return [(text, None)] * group_size
+    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[RolloutPrompt]:
+        return [RolloutPrompt(self.prompt(problem), None)] * group_size
 
-    def eval_sets(self) -> dict[str, list[tuple[Problem, str, None]]]:
-        return {name: [(p, self.prompt(p), None) for p in probs] for name, probs in self.eval_problems.items()}
+    def eval_sets(self) -> dict[str, list[EvalItem]]:
+        return {name: [EvalItem(p, self.prompt(p), None) for p in probs] for name, probs in self.eval_problems.items()}
 
     def reward(self, response: str, gold: str, truncated: bool) -> float:
         return self._reward(response, gold, truncated)
