@@ -19,7 +19,7 @@ Choices made here and why:
 * Values are taken as text (``str()`` of numbers, so a JSON answer ``7`` becomes ``"7"``); CSV cells are
   never turned into NaN. An answer holding ``\\boxed{...}`` is reduced to the last box's content, which
   makes ``answer_field="solution"`` work for MATH-style data (a ``solution`` with no box is an error);
-  the extractor is :func:`drgrpo_cli.tasks.math_reward.last_boxed`, the same code that grades responses.
+  the extractor is :func:`drgrpo_cli.tasks.answers.last_boxed`, the same code that grades responses.
 * ``Problem.source`` is :func:`dataset_name` of the spec (the file stem, or the hub name's last part),
   the short name used in metric keys.
 * ``limit`` keeps the first ``limit`` problems in file order (JSONL stops reading there).
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from drgrpo_cli.tasks.base import Problem
-from drgrpo_cli.tasks.math_reward import last_boxed
+from drgrpo_cli.tasks.answers import BOX_COMMANDS, last_boxed
 
 FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 #: Column names detected when no field is given, in order of preference.
@@ -131,7 +131,7 @@ def load_problems(
                 question_field, answer_field = detect_fields(row.keys(), question_field, answer_field, where_file)
         question = _field(row, question_field or "", where_file, where)
         answer = _field(row, answer_field or "", where_file, where)
-        if any(cmd in answer for cmd in ("\\boxed", "\\fbox")):
+        if any(cmd in answer for cmd in BOX_COMMANDS):
             boxed = last_boxed(answer)
             if boxed is None or not boxed.strip():
                 raise DatasetError(f"{where_file}, {where}: field {answer_field!r} has an unclosed or empty "

@@ -56,89 +56,15 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
-from drgrpo_cli.errors import one_line
 
-EXTRACTORS = ("boxed", "answer_tag")
+from drgrpo_cli.errors import one_line
+from drgrpo_cli.tasks.answers import EXTRACTORS, extract_answer, gold_answer
+from drgrpo_cli.tasks.templates import ALIASES, TEMPLATES
+
 ISOLATIONS = ("auto", "signal", "process")
 MISSING_MATH_VERIFY = "math-verify is not installed: install drgrpo[math] (pip install 'drgrpo[math]')"
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Answer extraction (pure string code, no math-verify needed)
-# --------------------------------------------------------------------------------------------------------
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` / ``\\fbox{...}`` in ``text`` (braces balanced), or None.
-
-    ``\\boxed 5`` (no braces) gives ``5``. If the last box is never closed, the result is None.
-    """
-    if not text:
-        return None
-    idx = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    if idx < 0:
-        return None
-    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, idx))
-    i = idx + len(cmd)
-    if i < len(text) and text[i] == " " and (i + 1 < len(text) and text[i + 1] != "{"):
-        # "\boxed 5$" form (Hendrycks' MATH has a few): up to the next "$" or the end of the text.
-        rest = text[i + 1:]
-        end = rest.find("$")
-        return (rest if end < 0 else rest[:end]).strip()
-    while i < len(text) and text[i] in " \t":
-        i += 1
-    if i >= len(text) or text[i] != "{":
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        ch = text[j]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None
-
-
-def answer_tag(text: str) -> str | None:
-    """The content of the last ``<answer>...</answer>`` (the box's content if it holds a ``\\boxed{}``)."""
-    if not text:
-        return None
-    start = text.rfind("<answer>")
-    if start < 0:
-        return None
-    content = text[start + len("<answer>"):]
-    end = content.find("</answer>")
-    if end >= 0:
-        content = content[:end]
-    if any(cmd in content for cmd in _BOX_COMMANDS):
-        return last_boxed(content)
-    return content.strip()
-
-
-def extract_answer(text: str, extractor: str) -> str | None:
-    """The final answer in a response by ``extractor`` (``boxed`` or ``answer_tag``); None when absent."""
-    if extractor == "boxed":
-        ans = last_boxed(text)
-    elif extractor == "answer_tag":
-        ans = answer_tag(text)
-    else:
-        raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
-    if ans is None or not ans.strip():
-        return None
-    return ans.strip()
-
-
-def gold_answer(gold: str) -> str:
-    """The gold answer to grade against: a gold holding ``\\boxed{}`` is reduced to the last box's content."""
-    gold = str(gold).strip()
-    if any(cmd in gold for cmd in _BOX_COMMANDS):
-        boxed = last_boxed(gold)
-        if boxed is not None and boxed.strip():
-            return boxed.strip()
-    return gold
 
 
 def _as_latex(ans: str) -> str:
@@ -147,10 +73,9 @@ def _as_latex(ans: str) -> str:
 
 
 def _resolve_extractor(name: str) -> str:
+    """``name`` itself when it is an extractor, else the extractor of the template ``name``."""
     if name in EXTRACTORS:
         return name
-    from drgrpo_cli.tasks.templates import ALIASES, TEMPLATES  # a template name picks its own extractor
-
     tname = ALIASES.get(name, name)
     if tname in TEMPLATES:
         return TEMPLATES[tname].extractor

@@ -14,7 +14,7 @@ Choices made here and why:
 * Stop strings as in the paper's actor: ``r1`` stops at ``</answer>`` (and the paper keeps the stop string
   in the output); ``qwen_math``/``none`` have none, the model's own EOS ends the response.
 * Each template names the answer extractor its responses are graded with (``boxed`` or ``answer_tag``,
-  implemented in :mod:`drgrpo_cli.tasks.math_reward`), so a run cannot grade an ``r1`` response by ``\\boxed``.
+  implemented in :mod:`drgrpo_cli.tasks.answers`), so a run cannot grade an ``r1`` response by ``\\boxed``.
 * The question is substituted with ``str.replace("{question}", ...)``, never ``str.format``: the
   ``qwen_math`` text contains ``\\boxed{}`` and user templates contain LaTeX braces.
 * A user template is a UTF-8 text file holding a ``{question}`` placeholder. One trailing newline (the one
@@ -29,8 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from drgrpo_cli.tasks.answers import EXTRACTORS
+
 PLACEHOLDER = "{question}"
-EXTRACTORS = ("boxed", "answer_tag")
 
 
 class TemplateError(ValueError):
