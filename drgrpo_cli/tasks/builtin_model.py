@@ -280,8 +280,13 @@ def design_criteria(recipe: BaseRecipe, stats: dict, budget: int = 64) -> list[t
 
 
 def resolve_model_path(model: str) -> str:
-    """A local folder for built-in names (built on first use: this trains the base model), else the string
-    as given (a local folder or a hub id, for :func:`drgrpo_cli.policy.load_model`)."""
+    """A local folder for ``model``: a built-in name's cached folder, else the string as given (a local folder or
+    a hub id, for :func:`drgrpo_cli.policy.load_model`).
+
+    The first use of a built-in name *builds* it: this trains the base model (about a minute for ``builtin``)
+    silently, waiting on the build's file lock when another process builds it. Callers that show progress call
+    :func:`prebuild` first (``drgrpo train`` and ``drgrpo ablate`` do), so the build shows a progress bar.
+    """
     if is_builtin(model):
         return str(build_base(model))
     return model
