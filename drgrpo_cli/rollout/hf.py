@@ -1,15 +1,9 @@
-"""The HF rollout backend: samples from the training model itself with its own loop.
+"""The HF rollout backend: samples from the training model itself with its own loop (:func:`sample_loop`).
 
-Choices and why: the backend runs its own sampling loop (:func:`sample_loop`) instead of
-``model.generate``. It prefills the left-padded prompts once with a KV cache, then decodes one token per
-step and drops every row that has finished from the batch, KV cache included, so the batch shrinks as
-responses end instead of decoding pads until the longest row is done; it also skips ``generate``'s
-per-step processor and stopping-criteria machinery. It samples the plain (temperature, top-p) distribution
-of the policy, as the vLLM backend does: no repetition penalty or top-k from a checkpoint's
-``generation_config``, since the update scores the plain distribution. Sampling uses torch's global RNG
-(``torch.multinomial``), the only randomness, which the trainer seeds and checkpoints, so a resumed run
-samples the same tokens. Stop strings are matched on the decoded text (vLLM's rule), so a stop string
-that the model spells with other tokens than ``tokenizer.encode`` gives still ends the row.
+It prefills the left-padded prompts once with a KV cache and drops each row from the batch, cache included,
+as soon as it finishes; it samples the plain (temperature, top-p) distribution, as vLLM does, with torch's
+global RNG (seeded and checkpointed by the trainer). Stop strings are matched on the decoded text (vLLM's
+rule). Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations

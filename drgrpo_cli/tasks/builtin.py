@@ -1,32 +1,12 @@
-"""The built-in task: two-digit plus one-digit addition where the environment hides the second operand
-of half the rollouts - a failure state no policy can learn its way out of, after which the model chooses
-how long to go on. A model organism for the length bias of the per-response ``1/|o_i|``.
+"""The built-in task: two-digit plus one-digit addition where the environment hides the second operand of half
+the rollouts (``37+?=``), a failure state no policy can learn its way out of, after which the model chooses
+how long to go on: a model organism for the length bias of the per-response ``1/|o_i|`` (the README's "The
+built-in task" has the reasoning, docs/default-study.md the criteria it meets).
 
-Why this design (the README's "The built-in task" has the full reasoning and the criteria it meets):
-
-* Within a prompt's group the advantages sum to zero, so ``1/|o_i|`` can only move lengths through a
-  state that *predicts failure* and is followed by a length choice. Here that state is ``37+?=``: the
-  second operand is hidden, any answer is right with probability at most 1/9 whatever the policy
-  learns, so every arm ends at the same reward and wrong answers are compared within one population.
-* The length after it is the model's own choice (``.`` filler), unrelated to correctness.
-* The warm-up filler after ``?`` is short by every measure of the mode: 60% of the time it stops at the
-  first chance (2 dots), so both the most likely length and the greedy token path are short; otherwise it
-  goes on with a 10% stop chance per dot, up to 40 dots. Sharpening (any move towards the mode) predicts
-  *shorter* responses; the ``1/|o_i|`` bias predicts *longer*; the tail gives it room (40 dots is about 4x
-  the starting mean) below the 64-token budget.
-* Clean prompts (``37+5=``) get two dots and the sum; the base model solves most of them.
-
-Format (character-level; ``prompt | response``)::
-
-    37+5=   | ..#42<eos>            clean: short filler, then the answer
-    37+?=   | ..#40<eos>            hidden operand: filler of the model's choosing, then a guess
-
-Reward is 1 when the integer after ``#`` equals a+b and the response ended with ``<eos>`` within the
-budget, else 0 (truncated = 0, as in the paper). The hidden operand belongs to the prompt: the policy is
-never trained on it, and it does not count towards the response length. Rollouts are tagged ``derailed``
-(hidden operand: the failure state) or ``clean``.
-
-The problems are split by a fixed hash: pairs with ``(37*a + b) % 10 == 0`` are held out for eval.
+Responses are ``..#42<eos>``: filler dots, ``#``, the answer. Reward is 1 when the integer after the last
+``#`` equals a+b and the response ended with ``<eos>`` within the budget, else 0. Rollouts are tagged
+``derailed`` (operand hidden) or ``clean``; pairs with ``(37*a + b) % 10 == 0`` are held out for eval. The
+base model's warm-up data (:class:`WarmupRecipe`) is defined here too (docs/design/tasks.md).
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """The built-in base model: a tiny Llama with a character tokenizer, warmed up on the built-in task.
 
-Choices and why:
-
-* A standard ``LlamaForCausalLM`` saved in Hugging Face format (config.json, model.safetensors,
-  tokenizer.json), so the same ``AutoModelForCausalLM`` / ``AutoTokenizer`` code - and vLLM - load it
-  exactly like a hub model. Head dimension 32 (hidden 128 / 4 heads): vLLM's CPU attention rejects 16.
-* A short supervised warm-up (700 steps, see :class:`drgrpo_cli.tasks.builtin.WarmupRecipe`) so the model behaves
-  like a base model: clean training prompts ~98% right when sampled, hidden-operand ones a guess (~9%),
-  and a filler length after ``?`` that it chooses itself, short by mode with a long tail (``drgrpo base
-  --check`` measures all of it). The loss covers response tokens only: the prompt, hidden operand
-  included, is the environment's. Each batch is cut into length-sorted chunks, each padded to its own
-  width (the same loss as one padded batch, with far fewer padded positions).
-* Deterministic: fixed seeds, one thread count recorded; the result is cached under
-  ``$DRGRPO_CACHE`` (default ``~/.cache/drgrpo``) in a folder named after a hash of the recipe, built
-  into a temporary folder and renamed into place under a file lock, so parallel workers never see half a
-  model. ``drgrpo base --rebuild`` rebuilds it.
-* Two named recipes: ``builtin`` (the default, used for the published results) and ``builtin-small``
-  (a quick warm-up for tests; same architecture).
+Saved in Hugging Face format, so the same loader (and vLLM) read it like a hub model. The build is
+deterministic (fixed seeds, one thread) and cached under ``$DRGRPO_CACHE`` in a folder named after a hash of
+the recipe, renamed into place under a file lock. Recipes: ``builtin`` (published results) and
+``builtin-small`` (tests). Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations

@@ -1,34 +1,10 @@
-"""The math task: problems from a dataset, a prompt template, a math-verify reward (``--task math``).
+"""The math task (``--task math``): dataset problems through a prompt template, graded by math-verify.
 
-Same interface as :class:`drgrpo_cli.tasks.builtin.BuiltinTask`, so the trainer does not know which task it runs:
-``name``, ``stop_strings``, ``sample(n, rng)``, ``rollout_prompts(problem, G, rng)``, ``eval_sets()`` and
-``reward(response, gold, truncated)``.
-
-Choices and why:
-
-* Prompt = the template applied to the question (:mod:`drgrpo_cli.tasks.templates`: ``qwen_math``, ``r1``,
-  ``none`` or a file), built once per problem. The stop strings and the answer extractor come from the
-  template, so an ``r1`` run stops at ``</answer>`` and is graded on ``<answer>...</answer>``.
-* Reward: :class:`drgrpo_cli.tasks.math_reward.MathReward` with the template's extractor (1 for a correct final
-  answer, 0 otherwise, 0 when truncated), as the paper's grader.
-* ``sample(n, rng)``: ``n`` distinct problems drawn uniformly with the trainer's ``random.Random`` (with
-  replacement across steps, and within a step only when the dataset has fewer than ``n`` problems). All
-  randomness comes from that checkpointed RNG, so a resumed run samples the same problems; an epoch
-  cursor would be state the checkpoint does not hold.
-* ``rollout_prompts``: the same prompt G times, tag ``None`` (no environment derailing here).
-* ``eval_sets()``: one set per ``--eval-dataset``, named by :func:`drgrpo_cli.tasks.datasets.dataset_name` (two
-  datasets with the same name get ``_2``, ``_3`` ...), each the first ``eval_max_prompts`` problems in
-  file order (deterministic, the same for every arm and seed). The trainer reports
-  ``eval/<name>/accuracy|len_correct|len_incorrect`` per set and the pooled ``eval/*``. Without
-  ``--eval-dataset`` there is no eval set and the trainer skips eval.
-* Column names: ``question_field``/``answer_field`` None means detected (:func:`drgrpo_cli.tasks.datasets.detect_fields`).
-  :func:`resolve_fields` resolves them before a run starts (the trainer calls it, so ``config.json`` names
-  the columns used) and says in one line which were used; when the run's datasets name a column
-  differently, that field stays None and each dataset uses its own (that line lists them per dataset).
-* Every dataset is read when the task is built, before the first step, so a bad file fails at once with
-  the one-line :class:`~drgrpo_cli.tasks.datasets.DatasetError` / :class:`~drgrpo_cli.tasks.templates.TemplateError`
-  (both ``ValueError``; ``drgrpo train`` prints them as one line, exit code 2). A missing math-verify is a
-  :class:`MathTaskError` (also a ``ValueError``) for the same reason.
+The template gives the prompt, the stop strings and the answer extractor. Problems are drawn with the
+trainer's checkpointed RNG (``n`` distinct ones per step while the dataset has them); each ``--eval-dataset``
+is one eval set of its first ``eval_max_prompts`` problems. Every dataset is read when the task is built, so
+a bad file fails before the first step with one line. :func:`resolve_fields` records the detected dataset
+columns in the config. Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations

@@ -1,44 +1,11 @@
 """Rule-based math reward with Hugging Face ``math-verify``: 1.0 for a correct final answer, else 0.0.
 
-Choices made here and why:
-
-* Correctness only, no format reward (the Dr. GRPO paper's grader returns 0 for "formatted but wrong",
-  to avoid reward hacking). A truncated response (the caller passes ``truncated=True``: it hit the token
-  budget without EOS / stop string) gets 0, as the paper's actor does.
-* Answer extraction, one function per idea, reused by :mod:`drgrpo_cli.tasks.datasets`:
-    - ``boxed`` (templates ``qwen_math`` and ``none``): the content of the *last* ``\\boxed{...}`` (or
-      ``\\fbox{...}``, or ``\\boxed 5``), braces balanced. If that last box never closes (a cut-off
-      answer) there is no answer: an earlier box is not used instead.
-    - ``answer_tag`` (template ``r1``): the text after the last ``<answer>`` up to ``</answer>``; if it
-      holds a ``\\boxed{}`` the box's content is used. A missing ``</answer>`` is tolerated (a generator
-      that drops the stop string from its output would otherwise score every r1 response 0; a response
-      cut off by the budget is already 0 via ``truncated``). The paper's grader is stricter: it also
-      requires ``</think> <answer>``.
-* Grading: ``math_verify.parse`` on both sides, the extracted answer and the gold each wrapped as
-  ``$...$`` (math-verify's docs recommend giving the gold in a LaTeX environment; a gold holding a
-  ``\\boxed{}`` is reduced to the box's content first), with ``LatexExtractionConfig(boxed_match_priority=0)``
-  and ``ExprExtractionConfig()`` as the paper's grader does, then ``math_verify.verify(gold, pred)``
-  (the order matters to math-verify). Identical strings (after stripping spaces) are correct without
-  calling the verifier.
-* Failures: any exception from math-verify (``raise_on_error=True`` is passed so errors reach us instead
-  of being logged away), a gold that does not parse, or a timeout gives 0 and counts in
-  ``MathReward.failures`` (timeouts also in ``MathReward.timeouts``; the last message in
-  ``last_error``). An unparseable *response* is just a wrong answer and is not counted.
-* Timeouts (math-verify 0.9 times out with ``signal.alarm`` in whole seconds; from any thread but the
-  main one its ``parse``/``verify`` raise ``ValueError`` whenever a timeout is set, so passing its
-  ``parsing_timeout``/``timeout_seconds`` would turn every reward computed in a worker thread into a
-  failure). So math-verify's own timeouts are switched off (``None``) and we put one budget of
-  ``timeout_s`` seconds (a float) on the whole grading of one response:
-    - ``isolation="signal"`` (chosen by ``auto`` in the main thread when no other ``ITIMER_REAL`` timer is
-      running): in-process, ``signal.setitimer`` raises a ``BaseException`` subclass (math-verify catches
-      ``Exception`` internally) and re-fires every 50 ms in case something swallows it. Fast, no IPC.
-    - ``isolation="process"`` (chosen by ``auto`` anywhere else, e.g. a thread pool or a Ray worker
-      thread): grading runs in a long-lived child ``python`` process (started on first use with
-      ``subprocess``, not ``multiprocessing``, so nothing is forked from a threaded torch process and
-      no ``__main__`` is re-imported), one JSON line each way; past the budget the child is killed and
-      restarted on the next call. The child's start-up time is not charged to the budget.
-* ``math_verify`` is imported lazily, when a ``MathReward`` is built; if it is missing the ``ImportError``
-  says "install drgrpo[math]".
+Correctness only, no format reward; a truncated response gets 0. The answer is extracted
+(:mod:`drgrpo_cli.tasks.answers`) and compared with the gold by math-verify, the paper's grader settings. A
+verifier error, an unparseable gold or a timeout is reward 0 and counted, never a crash. math-verify's own
+timeouts are off (they fail outside the main thread); one ``timeout_s`` budget covers a response, enforced by
+a SIGALRM timer in the main thread or a long-lived child process elsewhere (``isolation``). math-verify is
+imported lazily. Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -155,7 +122,7 @@ class MathReward:
 
     ``extractor``: ``boxed`` or ``answer_tag`` (a template name, e.g. ``r1``, picks its template's).
     ``timeout_s``: budget for grading one response (seconds, float). ``isolation``: ``auto`` | ``signal`` |
-    ``process`` (see the module docstring). Counters: ``calls``, ``failures`` (verifier errors and
+    ``process`` (docs/design/tasks.md). Counters: ``calls``, ``failures`` (verifier errors and
     timeouts, reward 0), ``timeouts``; ``last_error`` holds the last failure's one-line message.
     """
 
