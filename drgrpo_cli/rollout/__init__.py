@@ -1,13 +1,13 @@
-"""Rollout backends (``base``: the interface; ``hf``: the training model's own sampling loop; ``vllm``:
-a colocated vLLM engine, imported only when asked for). :func:`make_backend` is the one place a TrainConfig
-is unpacked into a backend's arguments; :func:`resolve_backend` is the one decision what ``auto`` means
-(``TrainConfig.validate()`` uses it too). Nothing here imports the config module."""
+"""Rollout backends (``interface``: what a backend is; ``hf``: the training model's own sampling loop;
+``vllm``: a colocated vLLM engine, imported only when asked for). :func:`make_backend` is the one place a
+TrainConfig is unpacked into a backend's arguments; :func:`resolve_backend` is the one decision what ``auto``
+means (``TrainConfig.validate()`` uses it too). Nothing here imports the config module."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from drgrpo_cli.rollout.base import RolloutBackend, Sample
+from drgrpo_cli.rollout.interface import RolloutBackend, Sample
 from drgrpo_cli.rollout.hf import HFBackend
 
 __all__ = ["RolloutBackend", "Sample", "HFBackend", "make_backend", "resolve_backend"]

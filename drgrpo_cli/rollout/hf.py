@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from drgrpo_cli.rollout.base import Sample
+from drgrpo_cli.rollout.interface import Sample
 
 
 def next_tokens(logits, *, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False):
@@ -95,7 +95,7 @@ def sample_loop(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
     return [Sample(r, not d) for r, d in zip(out, done)]
 
 
-class StopStrings:
+class StopStringMatcher:
     """``stopped(rows)`` for :func:`sample_loop`: does the text of each row's last tokens contain a stop
     string? Checked after every token, so a hit is always completed by the newest token. The window is
     one token longer than the longest stop string in characters (every token decodes to >= 1 character,
@@ -122,7 +122,7 @@ class HFBackend:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_strings = list(stop_strings)
-        self.stopped = StopStrings(tokenizer, self.stop_strings) if any(self.stop_strings) else None
+        self.stopped = StopStringMatcher(tokenizer, self.stop_strings) if any(self.stop_strings) else None
 
     def sync(self, model) -> None:
         self.model = model

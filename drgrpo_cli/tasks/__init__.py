@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from drgrpo_cli.tasks.base import EvalItem, Problem, RolloutPrompt, Task
+from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt, Task
 
 if TYPE_CHECKING:
     from drgrpo_cli.config import TrainConfig

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from drgrpo_cli.tasks.base import EvalItem, Problem, RolloutPrompt
+from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt
 
 DIGITS = "0123456789"
 CHARS = DIGITS + "+=#.?"
@@ -23,7 +23,7 @@ VOCAB = list(SPECIALS) + list(CHARS)
 PAD, EOS, UNK = 0, 1, 2
 HIDDEN = "?"  # stands for the hidden second operand
 FILLER = "."
-ANSWER = "#"
+ANSWER_MARK = "#"
 A_RANGE = (10, 99)  # first operand: two digits
 B_RANGE = (1, 9)  # second operand: one digit (a carry half of the time)
 
@@ -47,9 +47,9 @@ def hide_operand(prompt: str) -> str:
 
 def parse_answer(response: str) -> str | None:
     """The digits after the last ``#`` of a response (eos already stripped), or None."""
-    if ANSWER not in response:
+    if ANSWER_MARK not in response:
         return None
-    tail = response.rsplit(ANSWER, 1)[1]
+    tail = response.rsplit(ANSWER_MARK, 1)[1]
     return tail if tail.isdigit() else None
 
 
@@ -134,6 +134,6 @@ def warmup_example(rng: random.Random, recipe: WarmupRecipe) -> tuple[str, str]:
         a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
     if rng.random() < recipe.derail_frac:
         guess = a + rng.randint(*B_RANGE)
-        return hide_operand(f"{a}+{b}="), FILLER * hidden_filler(rng, recipe) + ANSWER + str(guess)
+        return hide_operand(f"{a}+{b}="), FILLER * hidden_filler(rng, recipe) + ANSWER_MARK + str(guess)
     n = rng.randint(*recipe.clean_filler)
-    return f"{a}+{b}=", FILLER * n + ANSWER + str(a + b)
+    return f"{a}+{b}=", FILLER * n + ANSWER_MARK + str(a + b)

@@ -220,7 +220,7 @@ def check_base(name: str = "builtin", *, samples: int = 8, seed: int = 0, max_to
 
     from drgrpo_cli.policy import load_model, load_tokenizer
     from drgrpo_cli.rollout.hf import HFBackend
-    from drgrpo_cli.tasks.base import EvalItem
+    from drgrpo_cli.tasks.interface import EvalItem
     from drgrpo_cli.tasks.builtin import BuiltinTask, builtin_reward, hide_operand
 
     path = str(build_base(name))

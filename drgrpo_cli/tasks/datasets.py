@@ -1,5 +1,5 @@
 """Math problems from a local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``) or a Hugging Face ``datasets``
-name (``name[:config]:split``), as a list of :class:`~drgrpo_cli.tasks.base.Problem`.
+name (``name[:config]:split``), as a list of :class:`~drgrpo_cli.tasks.interface.Problem`.
 
 Every problem with the data is a one-line :class:`DatasetError` naming the file and line or row; an
 unreachable hub is one line too (a 3 s probe first, instead of the hub client's retries). Values are text; an
@@ -19,7 +19,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from drgrpo_cli.tasks.base import Problem
+from drgrpo_cli.tasks.interface import Problem
 from drgrpo_cli.tasks.answers import BOX_COMMANDS, last_boxed
 
 FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
