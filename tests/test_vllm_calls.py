@@ -117,3 +117,56 @@ def test_sampling_parameters(greedy):
         assert llm.params["temperature"] == 0.0 and "seed" not in llm.params
     else:
         assert [p["temperature"] for p in params] == [0.7, 0.7] and params[0]["seed"] != params[1]["seed"]
+
+
+def _stand_in_vllm(monkeypatch, *, cuda_platform: bool) -> dict:
+    """A ``vllm`` package whose ``LLM`` records the engine arguments it is built with."""
+    import importlib.machinery
+    import sys
+
+    made: dict = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+
+        def sleep(self, level=1):
+            made["slept"] = level
+
+    vllm = types.ModuleType("vllm")
+    vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    vllm.LLM, vllm.SamplingParams = LLM, dict
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cuda_alike=lambda: cuda_platform,
+                                                       is_cpu=lambda: not cuda_platform)
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = dict
+    for name, module in (("vllm", vllm), ("vllm.platforms", platforms), ("vllm.inputs", inputs)):
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_LOGGING_LEVEL", "VLLM_CPU_KVCACHE_SPACE"):
+        monkeypatch.setenv(name, "")  # configure_env's defaults must not leak into other tests
+    return made
+
+
+def test_the_engine_gets_the_arguments_the_backend_is_given(monkeypatch):
+    import torch
+
+    made = _stand_in_vllm(monkeypatch, cuda_platform=False)
+    b = VLLMBackend("m", None, device="cpu", dtype="bfloat16", seed=5, max_model_len=256, stop_strings=["#"])
+    assert {k: made[k] for k in ("model", "dtype", "seed", "gpu_memory_utilization", "enforce_eager",
+                                 "max_model_len")} == {"model": "m", "dtype": "bfloat16", "seed": 5,
+                                                       "gpu_memory_utilization": 0.3, "enforce_eager": True,
+                                                       "max_model_len": 256}
+    assert not b.sleep_mode and "enable_sleep_mode" not in made and b.stop_strings == ["#"]
+    made.clear()
+    VLLMBackend("m", None, device="cpu", dtype="bfloat16", model=torch.nn.Linear(2, 2))
+    assert made["dtype"] == "float32" and "max_model_len" not in made  # the training model's dtype wins
+    with pytest.raises(ValueError, match="resolved dtype"):
+        VLLMBackend("m", None, device="cpu", dtype="auto")
+    made = _stand_in_vllm(monkeypatch, cuda_platform=True)
+    b = VLLMBackend("m", None, device="cuda", dtype="bfloat16", gpu_memory_utilization=0.6)
+    assert made["gpu_memory_utilization"] == 0.6 and made["enable_sleep_mode"] is True and made["slept"] == 1
+    assert b.sleep_mode and made["enforce_eager"] is False
+    made.clear()
+    assert not VLLMBackend("m", None, device="cuda", dtype="bfloat16", enable_sleep=False).sleep_mode
+    assert "enable_sleep_mode" not in made

@@ -1,22 +1,16 @@
-"""The HF rollout backend: samples from the training model itself with its own loop.
+"""The HF rollout backend: samples from the training model itself with its own loop (:func:`sample_loop`).
 
-Choices and why: the backend runs its own sampling loop (:func:`sample_loop`) instead of
-``model.generate``. It prefills the left-padded prompts once with a KV cache, then decodes one token per
-step and drops every row that has finished from the batch, KV cache included, so the batch shrinks as
-responses end instead of decoding pads until the longest row is done; it also skips ``generate``'s
-per-step processor and stopping-criteria machinery. It samples the plain (temperature, top-p) distribution
-of the policy, as the vLLM backend does: no repetition penalty or top-k from a checkpoint's
-``generation_config``, since the update scores the plain distribution. Sampling uses torch's global RNG
-(``torch.multinomial``), the only randomness, which the trainer seeds and checkpoints, so a resumed run
-samples the same tokens. Stop strings are matched on the decoded text (vLLM's rule), so a stop string
-that the model spells with other tokens than ``tokenizer.encode`` gives still ends the row.
+It prefills the left-padded prompts once with a KV cache and drops each row from the batch, cache included,
+as soon as it finishes; it samples the plain (temperature, top-p) distribution, as vLLM does, with torch's
+global RNG (seeded and checkpointed by the trainer). Stop strings are matched on the decoded text (vLLM's
+rule). Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from drgrpo_cli.rollout.base import Sample
+from drgrpo_cli.rollout.interface import Sample
 
 
 def next_tokens(logits, *, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False):
@@ -101,7 +95,7 @@ def sample_loop(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
     return [Sample(r, not d) for r, d in zip(out, done)]
 
 
-class StopStrings:
+class StopStringMatcher:
     """``stopped(rows)`` for :func:`sample_loop`: does the text of each row's last tokens contain a stop
     string? Checked after every token, so a hit is always completed by the newest token. The window is
     one token longer than the longest stop string in characters (every token decodes to >= 1 character,
@@ -128,7 +122,7 @@ class HFBackend:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_strings = list(stop_strings)
-        self.stopped = StopStrings(tokenizer, self.stop_strings) if any(self.stop_strings) else None
+        self.stopped = StopStringMatcher(tokenizer, self.stop_strings) if any(self.stop_strings) else None
 
     def sync(self, model) -> None:
         self.model = model

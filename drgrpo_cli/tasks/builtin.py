@@ -1,38 +1,20 @@
-"""The built-in task: two-digit plus one-digit addition where the environment hides the second operand
-of half the rollouts - a failure state no policy can learn its way out of, after which the model chooses
-how long to go on. A model organism for the length bias of the per-response ``1/|o_i|``.
+"""The built-in task: two-digit plus one-digit addition where the environment hides the second operand of half
+the rollouts (``37+?=``), a failure state no policy can learn its way out of, after which the model chooses
+how long to go on: a model organism for the length bias of the per-response ``1/|o_i|`` (the README's "The
+built-in task" has the reasoning, docs/default-study.md the criteria it meets).
 
-Why this design (the README's "The built-in task" has the full reasoning and the criteria it meets):
-
-* Within a prompt's group the advantages sum to zero, so ``1/|o_i|`` can only move lengths through a
-  state that *predicts failure* and is followed by a length choice. Here that state is ``37+?=``: the
-  second operand is hidden, any answer is right with probability at most 1/9 whatever the policy
-  learns, so every arm ends at the same reward and wrong answers are compared within one population.
-* The length after it is the model's own choice (``.`` filler), unrelated to correctness.
-* The warm-up filler after ``?`` is short by every measure of the mode: 60% of the time it stops at the
-  first chance (2 dots), so both the most likely length and the greedy token path are short; otherwise it
-  goes on with a 10% stop chance per dot, up to 40 dots. Sharpening (any move towards the mode) predicts
-  *shorter* responses; the ``1/|o_i|`` bias predicts *longer*; the tail gives it room (40 dots is about 4x
-  the starting mean) below the 64-token budget.
-* Clean prompts (``37+5=``) get two dots and the sum; the base model solves most of them.
-
-Format (character-level; ``prompt | response``)::
-
-    37+5=   | ..#42<eos>            clean: short filler, then the answer
-    37+?=   | ..#40<eos>            hidden operand: filler of the model's choosing, then a guess
-
-Reward is 1 when the integer after ``#`` equals a+b and the response ended with ``<eos>`` within the
-budget, else 0 (truncated = 0, as in the paper). The hidden operand belongs to the prompt: the policy is
-never trained on it, and it does not count towards the response length. Rollouts are tagged ``derailed``
-(hidden operand: the failure state) or ``clean``.
-
-The problems are split by a fixed hash: pairs with ``(37*a + b) % 10 == 0`` are held out for eval.
+Responses are ``..#42<eos>``: filler dots, ``#``, the answer. Reward is 1 when the integer after the last
+``#`` equals a+b and the response ended with ``<eos>`` within the budget, else 0. Rollouts are tagged
+``derailed`` (operand hidden) or ``clean``; pairs with ``(37*a + b) % 10 == 0`` are held out for eval. The
+base model's warm-up data (:class:`WarmupRecipe`) is defined here too (docs/design/tasks.md).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt
 
 DIGITS = "0123456789"
 CHARS = DIGITS + "+=#.?"
@@ -41,18 +23,9 @@ VOCAB = list(SPECIALS) + list(CHARS)
 PAD, EOS, UNK = 0, 1, 2
 HIDDEN = "?"  # stands for the hidden second operand
 FILLER = "."
-ANSWER = "#"
+ANSWER_MARK = "#"
 A_RANGE = (10, 99)  # first operand: two digits
 B_RANGE = (1, 9)  # second operand: one digit (a carry half of the time)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One prompt: the text the model sees (the clean form) and the gold answer."""
-
-    prompt: str
-    answer: str
-    source: str = "builtin"
 
 
 def _held_out(a: int, b: int) -> bool:
@@ -64,7 +37,7 @@ def all_pairs(eval_split: bool) -> list[tuple[int, int]]:
 
 
 def make_problem(a: int, b: int) -> Problem:
-    return Problem(prompt=f"{a}+{b}=", answer=str(a + b))
+    return Problem(question=f"{a}+{b}=", answer=str(a + b), source="builtin")
 
 
 def hide_operand(prompt: str) -> str:
@@ -74,9 +47,9 @@ def hide_operand(prompt: str) -> str:
 
 def parse_answer(response: str) -> str | None:
     """The digits after the last ``#`` of a response (eos already stripped), or None."""
-    if ANSWER not in response:
+    if ANSWER_MARK not in response:
         return None
-    tail = response.rsplit(ANSWER, 1)[1]
+    tail = response.rsplit(ANSWER_MARK, 1)[1]
     return tail if tail.isdigit() else None
 
 
@@ -101,21 +74,23 @@ class BuiltinTask:
     def sample(self, n: int, rng: random.Random) -> list[Problem]:
         return [make_problem(*rng.choice(self.train_pairs)) for _ in range(n)]
 
-    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[tuple[str, str]]:
+    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[RolloutPrompt]:
         """The ``group_size`` prompt texts of one group, each tagged ``derailed`` (operand hidden) or ``clean``."""
         out = []
         for _ in range(group_size):
             derailed = rng.random() < self.derail_prob
-            out.append((hide_operand(problem.prompt), "derailed") if derailed else (problem.prompt, "clean"))
+            out.append(RolloutPrompt(hide_operand(problem.question), "derailed") if derailed
+                       else RolloutPrompt(problem.question, "clean"))
         return out
 
-    def eval_sets(self) -> dict[str, list[tuple[Problem, str, str]]]:
+    def eval_sets(self) -> dict[str, list[EvalItem]]:
         """Held-out problems; every other one has its operand hidden, so eval measures both states."""
         items = []
         for i, (a, b) in enumerate(self.eval_pairs):
             p = make_problem(a, b)
             derailed = i % 2 == 1 and self.derail_prob > 0
-            items.append((p, hide_operand(p.prompt), "derailed") if derailed else (p, p.prompt, "clean"))
+            items.append(EvalItem(p, hide_operand(p.question), "derailed") if derailed
+                         else EvalItem(p, p.question, "clean"))
         return {"": items}
 
     def reward(self, response: str, gold: str, truncated: bool) -> float:
@@ -159,6 +134,6 @@ def warmup_example(rng: random.Random, recipe: WarmupRecipe) -> tuple[str, str]:
         a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
     if rng.random() < recipe.derail_frac:
         guess = a + rng.randint(*B_RANGE)
-        return hide_operand(f"{a}+{b}="), FILLER * hidden_filler(rng, recipe) + ANSWER + str(guess)
+        return hide_operand(f"{a}+{b}="), FILLER * hidden_filler(rng, recipe) + ANSWER_MARK + str(guess)
     n = rng.randint(*recipe.clean_filler)
-    return f"{a}+{b}=", FILLER * n + ANSWER + str(a + b)
+    return f"{a}+{b}=", FILLER * n + ANSWER_MARK + str(a + b)

@@ -1,22 +1,9 @@
 """The built-in base model: a tiny Llama with a character tokenizer, warmed up on the built-in task.
 
-Choices and why:
-
-* A standard ``LlamaForCausalLM`` saved in Hugging Face format (config.json, model.safetensors,
-  tokenizer.json), so the same ``AutoModelForCausalLM`` / ``AutoTokenizer`` code - and vLLM - load it
-  exactly like a hub model. Head dimension 32 (hidden 128 / 4 heads): vLLM's CPU attention rejects 16.
-* A short supervised warm-up (700 steps, see :class:`drgrpo_cli.tasks.builtin.WarmupRecipe`) so the model behaves
-  like a base model: clean training prompts ~98% right when sampled, hidden-operand ones a guess (~9%),
-  and a filler length after ``?`` that it chooses itself, short by mode with a long tail (``drgrpo base
-  --check`` measures all of it). The loss covers response tokens only: the prompt, hidden operand
-  included, is the environment's. Each batch is cut into length-sorted chunks, each padded to its own
-  width (the same loss as one padded batch, with far fewer padded positions).
-* Deterministic: fixed seeds, one thread count recorded; the result is cached under
-  ``$DRGRPO_CACHE`` (default ``~/.cache/drgrpo``) in a folder named after a hash of the recipe, built
-  into a temporary folder and renamed into place under a file lock, so parallel workers never see half a
-  model. ``drgrpo base --rebuild`` rebuilds it.
-* Two named recipes: ``builtin`` (the default, used for the published results) and ``builtin-small``
-  (a quick warm-up for tests; same architecture).
+Saved in Hugging Face format, so the same loader (and vLLM) read it like a hub model. The build is
+deterministic (fixed seeds, one thread) and cached under ``$DRGRPO_CACHE`` in a folder named after a hash of
+the recipe, renamed into place under a file lock. Recipes: ``builtin`` (published results) and
+``builtin-small`` (tests). Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -233,6 +220,7 @@ def check_base(name: str = "builtin", *, samples: int = 8, seed: int = 0, max_to
 
     from drgrpo_cli.policy import load_model, load_tokenizer
     from drgrpo_cli.rollout.hf import HFBackend
+    from drgrpo_cli.tasks.interface import EvalItem
     from drgrpo_cli.tasks.builtin import BuiltinTask, builtin_reward, hide_operand
 
     path = str(build_base(name))
@@ -240,7 +228,7 @@ def check_base(name: str = "builtin", *, samples: int = 8, seed: int = 0, max_to
     backend = HFBackend(model, tok)
     task = BuiltinTask()
     # the prompts RL trains on (a fixed sample of training pairs, half with the operand hidden), and held-out ones
-    train = [(p, hide_operand(p.prompt), "derailed") if i % 2 else (p, p.prompt, "clean")
+    train = [EvalItem(p, hide_operand(p.question), "derailed") if i % 2 else EvalItem(p, p.question, "clean")
              for i, p in enumerate(task.sample(128, random.Random(seed)))]
     sets = {"train": train, "eval": task.eval_sets()[""]}
     out: dict[str, dict[str, float]] = {}
@@ -279,8 +267,13 @@ def design_criteria(recipe: BaseRecipe, stats: dict, budget: int = 64) -> list[t
 
 
 def resolve_model_path(model: str) -> str:
-    """A local folder for built-in names (built on first use: this trains the base model), else the string
-    as given (a local folder or a hub id, for :func:`drgrpo_cli.policy.load_model`)."""
+    """A local folder for ``model``: a built-in name's cached folder, else the string as given (a local folder or
+    a hub id, for :func:`drgrpo_cli.policy.load_model`).
+
+    The first use of a built-in name *builds* it: this trains the base model (about a minute for ``builtin``)
+    silently, waiting on the build's file lock when another process builds it. Callers that show progress call
+    :func:`prebuild` first (``drgrpo train`` and ``drgrpo ablate`` do), so the build shows a progress bar.
+    """
     if is_builtin(model):
         return str(build_base(model))
     return model

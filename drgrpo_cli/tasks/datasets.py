@@ -1,34 +1,10 @@
-"""Math problems from a local file or a Hugging Face dataset, as a list of :class:`Problem`.
+"""Math problems from a local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``) or a Hugging Face ``datasets``
+name (``name[:config]:split``), as a list of :class:`~drgrpo_cli.tasks.interface.Problem`.
 
-Choices made here and why:
-
-* A spec that is an existing path is a local file, read by its extension: ``.jsonl``/``.ndjson`` (one JSON
-  object a line, blank lines skipped), ``.json`` (a JSON array of objects, or JSON lines), ``.csv``
-  (header row; read with the ``csv`` module so errors can name the physical line) and ``.parquet``
-  (pandas + pyarrow). Anything else is a spec for the Hugging Face ``datasets`` library: ``name``,
-  ``name:split`` or ``name:config:split`` (``datasets`` is imported only then). Without a split, ``train``
-  is used, or the only split there is. A spec that looks like a file (a data extension, or starting with
-  ``/``, ``./``, ``../``, ``~``) but does not exist is reported as a missing file, never sent to the hub.
-* Offline gives ONE line saying the hub cannot be reached and suggesting a local file (or
-  ``HF_HUB_OFFLINE=1`` for a cached copy). A 3-second TCP probe of the hub endpoint runs first, because
-  ``huggingface_hub`` otherwise retries for ~25 s and prints a line per retry; the probe is skipped when
-  offline mode or a proxy is set. An unknown name or any other load error is also one line.
-* Every problem is a :class:`DatasetError` (a ``ValueError``) with one line naming the file and the line
-  (JSONL, CSV: the physical line) or row (Parquet, hub datasets, JSON arrays): bad JSON, a missing or
-  empty field, an empty file.
-* Values are taken as text (``str()`` of numbers, so a JSON answer ``7`` becomes ``"7"``); CSV cells are
-  never turned into NaN. An answer holding ``\\boxed{...}`` is reduced to the last box's content, which
-  makes ``answer_field="solution"`` work for MATH-style data (a ``solution`` with no box is an error);
-  the extractor is :func:`drgrpo_cli.tasks.math_reward.last_boxed`, the same code that grades responses.
-* ``Problem.source`` is :func:`dataset_name` of the spec (the file stem, or the hub name's last part),
-  the short name used in metric keys.
-* ``limit`` keeps the first ``limit`` problems in file order (JSONL stops reading there).
-* Column names: a field given as None is detected from the first row's columns, the first of
-  :data:`QUESTION_FIELDS` (``problem``, ``question``, ``prompt``) and of :data:`ANSWER_FIELDS` (``answer``,
-  ``solution``, ``ground_truth``) that the data has (an exact name first, then ignoring case), in that
-  order, so MATH-style data with both ``answer`` and ``solution`` uses ``answer``. Data with none of them
-  fails with one line listing the columns it has. :func:`dataset_fields` gives the names without reading
-  further than the first row (the trainer uses it to record them and to say which were used).
+Every problem with the data is a one-line :class:`DatasetError` naming the file and line or row; an
+unreachable hub is one line too (a 3 s probe first, instead of the hub client's retries). Values are text; an
+answer holding ``\\boxed{...}`` is reduced to the last box. Columns not given are detected from the first row
+(:data:`QUESTION_FIELDS`, :data:`ANSWER_FIELDS`). Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -40,11 +16,11 @@ import os
 import re
 import socket
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from drgrpo_cli.tasks.math_reward import last_boxed
+from drgrpo_cli.tasks.answers import BOX_COMMANDS, last_boxed
+from drgrpo_cli.tasks.interface import Problem
 
 FILE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 #: Column names detected when no field is given, in order of preference.
@@ -55,13 +31,6 @@ MISSING_DATASETS = "the datasets library is not installed: install drgrpo[math] 
 
 class DatasetError(ValueError):
     """A dataset that cannot be used; the message is one line naming the file and line."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    question: str
-    answer: str
-    source: str
 
 
 def dataset_name(spec: str) -> str:
@@ -138,7 +107,7 @@ def load_problems(
                 question_field, answer_field = detect_fields(row.keys(), question_field, answer_field, where_file)
         question = _field(row, question_field or "", where_file, where)
         answer = _field(row, answer_field or "", where_file, where)
-        if any(cmd in answer for cmd in ("\\boxed", "\\fbox")):
+        if any(cmd in answer for cmd in BOX_COMMANDS):
             boxed = last_boxed(answer)
             if boxed is None or not boxed.strip():
                 raise DatasetError(f"{where_file}, {where}: field {answer_field!r} has an unclosed or empty "

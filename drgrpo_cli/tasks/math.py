@@ -1,44 +1,21 @@
-"""The math task: problems from a dataset, a prompt template, a math-verify reward (``--task math``).
+"""The math task (``--task math``): dataset problems through a prompt template, graded by math-verify.
 
-Same interface as :class:`drgrpo_cli.tasks.builtin.BuiltinTask`, so the trainer does not know which task it runs:
-``name``, ``stop_strings``, ``sample(n, rng)``, ``rollout_prompts(problem, G, rng)``, ``eval_sets()`` and
-``reward(response, gold, truncated)``.
-
-Choices and why:
-
-* Prompt = the template applied to the question (:mod:`drgrpo_cli.tasks.templates`: ``qwen_math``, ``r1``,
-  ``none`` or a file), built once per problem. The stop strings and the answer extractor come from the
-  template, so an ``r1`` run stops at ``</answer>`` and is graded on ``<answer>...</answer>``.
-* Reward: :class:`drgrpo_cli.tasks.math_reward.MathReward` with the template's extractor (1 for a correct final
-  answer, 0 otherwise, 0 when truncated), as the paper's grader.
-* ``sample(n, rng)``: ``n`` distinct problems drawn uniformly with the trainer's ``random.Random`` (with
-  replacement across steps, and within a step only when the dataset has fewer than ``n`` problems). All
-  randomness comes from that checkpointed RNG, so a resumed run samples the same problems; an epoch
-  cursor would be state the checkpoint does not hold.
-* ``rollout_prompts``: the same prompt G times, tag ``None`` (no environment derailing here).
-* ``eval_sets()``: one set per ``--eval-dataset``, named by :func:`drgrpo_cli.tasks.datasets.dataset_name` (two
-  datasets with the same name get ``_2``, ``_3`` ...), each the first ``eval_max_prompts`` problems in
-  file order (deterministic, the same for every arm and seed). The trainer reports
-  ``eval/<name>/accuracy|len_correct|len_incorrect`` per set and the pooled ``eval/*``. Without
-  ``--eval-dataset`` there is no eval set and the trainer skips eval.
-* Column names: ``question_field``/``answer_field`` None means detected (:func:`drgrpo_cli.tasks.datasets.detect_fields`).
-  :func:`resolve_fields` resolves them before a run starts (the trainer calls it, so ``config.json`` names
-  the columns used) and says in one line which were used; when the run's datasets name a column
-  differently, that field stays None and each dataset uses its own (that line lists them per dataset).
-* Every dataset is read when the task is built, before the first step, so a bad file fails at once with
-  the one-line :class:`~drgrpo_cli.tasks.datasets.DatasetError` / :class:`~drgrpo_cli.tasks.templates.TemplateError`
-  (both ``ValueError``; ``drgrpo train`` prints them as one line, exit code 2). A missing math-verify is a
-  :class:`MathTaskError` (also a ``ValueError``) for the same reason.
+The template gives the prompt, the stop strings and the answer extractor. Problems are drawn with the
+trainer's checkpointed RNG (``n`` distinct ones per step while the dataset has them); each ``--eval-dataset``
+is one eval set of its first ``eval_max_prompts`` problems. Every dataset is read when the task is built, so
+a bad file fails before the first step with one line. :func:`resolve_fields` records the detected dataset
+columns in the config. Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from drgrpo_cli.errors import first_line
-from drgrpo_cli.tasks.datasets import Problem, dataset_fields, dataset_name, load_problems
+from drgrpo_cli.tasks.datasets import dataset_fields, dataset_name, load_problems
+from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt
 from drgrpo_cli.tasks.templates import load_template
 
 
@@ -67,24 +44,30 @@ def resolve_fields(cfg: Any, echo: Callable[[str], None] | None = None) -> Any:
 
 
 class MathTask:
-    """Dataset problems through a prompt template, graded by math-verify."""
+    """Dataset problems through a prompt template, graded by math-verify.
 
-    def __init__(self, cfg: Any):
-        if not cfg.dataset:
+    ``dataset`` / ``eval_datasets``: file paths or ``datasets`` names; ``question_field`` / ``answer_field``:
+    column names (None: detected per dataset); ``eval_max_prompts``: the first that many problems of each
+    eval set (None: all).
+    """
+
+    def __init__(self, dataset: str | None, *, eval_datasets: Sequence[str] = (), template: str = "none",
+                 question_field: str | None = None, answer_field: str | None = None,
+                 eval_max_prompts: int | None = None):
+        if not dataset:
             raise MathTaskError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
-        self.template = load_template(cfg.template)
+        self.template = load_template(template)
         self.stop_strings: tuple[str, ...] = tuple(self.template.stop)
-        self.name = dataset_name(cfg.dataset)
-        self.train_problems: list[Problem] = load_problems(cfg.dataset, cfg.question_field, cfg.answer_field)
+        self.name = dataset_name(dataset)
+        self.train_problems: list[Problem] = load_problems(dataset, question_field, answer_field)
         self.eval_problems: dict[str, list[Problem]] = {}
-        for spec in cfg.eval_datasets:
+        for spec in eval_datasets:
             base = name = dataset_name(spec)
             k = 1
             while name in self.eval_problems:
                 k += 1
                 name = f"{base}_{k}"
-            self.eval_problems[name] = load_problems(spec, cfg.question_field, cfg.answer_field,
-                                                     limit=cfg.eval_max_prompts)
+            self.eval_problems[name] = load_problems(spec, question_field, answer_field, limit=eval_max_prompts)
         self._prompts: dict[str, str] = {}
         try:
             from drgrpo_cli.tasks.math_reward import MathReward
@@ -105,12 +88,11 @@ class MathTask:
             return rng.sample(self.train_problems, n)
         return [rng.choice(self.train_problems) for _ in range(n)]
 
-    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[tuple[str, None]]:
-        text = self.prompt(problem)
-        return [(text, None)] * group_size
+    def rollout_prompts(self, problem: Problem, group_size: int, rng: random.Random) -> list[RolloutPrompt]:
+        return [RolloutPrompt(self.prompt(problem), None)] * group_size
 
-    def eval_sets(self) -> dict[str, list[tuple[Problem, str, None]]]:
-        return {name: [(p, self.prompt(p), None) for p in probs] for name, probs in self.eval_problems.items()}
+    def eval_sets(self) -> dict[str, list[EvalItem]]:
+        return {name: [EvalItem(p, self.prompt(p), None) for p in probs] for name, probs in self.eval_problems.items()}
 
     def reward(self, response: str, gold: str, truncated: bool) -> float:
         return self._reward(response, gold, truncated)

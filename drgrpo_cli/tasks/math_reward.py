@@ -1,44 +1,11 @@
 """Rule-based math reward with Hugging Face ``math-verify``: 1.0 for a correct final answer, else 0.0.
 
-Choices made here and why:
-
-* Correctness only, no format reward (the Dr. GRPO paper's grader returns 0 for "formatted but wrong",
-  to avoid reward hacking). A truncated response (the caller passes ``truncated=True``: it hit the token
-  budget without EOS / stop string) gets 0, as the paper's actor does.
-* Answer extraction, one function per idea, reused by :mod:`drgrpo_cli.tasks.datasets`:
-    - ``boxed`` (templates ``qwen_math`` and ``none``): the content of the *last* ``\\boxed{...}`` (or
-      ``\\fbox{...}``, or ``\\boxed 5``), braces balanced. If that last box never closes (a cut-off
-      answer) there is no answer: an earlier box is not used instead.
-    - ``answer_tag`` (template ``r1``): the text after the last ``<answer>`` up to ``</answer>``; if it
-      holds a ``\\boxed{}`` the box's content is used. A missing ``</answer>`` is tolerated (a generator
-      that drops the stop string from its output would otherwise score every r1 response 0; a response
-      cut off by the budget is already 0 via ``truncated``). The paper's grader is stricter: it also
-      requires ``</think> <answer>``.
-* Grading: ``math_verify.parse`` on both sides, the extracted answer and the gold each wrapped as
-  ``$...$`` (math-verify's docs recommend giving the gold in a LaTeX environment; a gold holding a
-  ``\\boxed{}`` is reduced to the box's content first), with ``LatexExtractionConfig(boxed_match_priority=0)``
-  and ``ExprExtractionConfig()`` as the paper's grader does, then ``math_verify.verify(gold, pred)``
-  (the order matters to math-verify). Identical strings (after stripping spaces) are correct without
-  calling the verifier.
-* Failures: any exception from math-verify (``raise_on_error=True`` is passed so errors reach us instead
-  of being logged away), a gold that does not parse, or a timeout gives 0 and counts in
-  ``MathReward.failures`` (timeouts also in ``MathReward.timeouts``; the last message in
-  ``last_error``). An unparseable *response* is just a wrong answer and is not counted.
-* Timeouts (math-verify 0.9 times out with ``signal.alarm`` in whole seconds; from any thread but the
-  main one its ``parse``/``verify`` raise ``ValueError`` whenever a timeout is set, so passing its
-  ``parsing_timeout``/``timeout_seconds`` would turn every reward computed in a worker thread into a
-  failure). So math-verify's own timeouts are switched off (``None``) and we put one budget of
-  ``timeout_s`` seconds (a float) on the whole grading of one response:
-    - ``isolation="signal"`` (chosen by ``auto`` in the main thread when no other ``ITIMER_REAL`` timer is
-      running): in-process, ``signal.setitimer`` raises a ``BaseException`` subclass (math-verify catches
-      ``Exception`` internally) and re-fires every 50 ms in case something swallows it. Fast, no IPC.
-    - ``isolation="process"`` (chosen by ``auto`` anywhere else, e.g. a thread pool or a Ray worker
-      thread): grading runs in a long-lived child ``python`` process (started on first use with
-      ``subprocess``, not ``multiprocessing``, so nothing is forked from a threaded torch process and
-      no ``__main__`` is re-imported), one JSON line each way; past the budget the child is killed and
-      restarted on the next call. The child's start-up time is not charged to the budget.
-* ``math_verify`` is imported lazily, when a ``MathReward`` is built; if it is missing the ``ImportError``
-  says "install drgrpo[math]".
+Correctness only, no format reward; a truncated response gets 0. The answer is extracted
+(:mod:`drgrpo_cli.tasks.answers`) and compared with the gold by math-verify, the paper's grader settings. A
+verifier error, an unparseable gold or a timeout is reward 0 and counted, never a crash. math-verify's own
+timeouts are off (they fail outside the main thread); one ``timeout_s`` budget covers a response, enforced by
+a SIGALRM timer in the main thread or a long-lived child process elsewhere (``isolation``). math-verify is
+imported lazily. Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -56,89 +23,15 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
-from drgrpo_cli.errors import one_line
 
-EXTRACTORS = ("boxed", "answer_tag")
+from drgrpo_cli.errors import one_line
+from drgrpo_cli.tasks.answers import EXTRACTORS, extract_answer, gold_answer
+from drgrpo_cli.tasks.templates import ALIASES, TEMPLATES
+
 ISOLATIONS = ("auto", "signal", "process")
 MISSING_MATH_VERIFY = "math-verify is not installed: install drgrpo[math] (pip install 'drgrpo[math]')"
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Answer extraction (pure string code, no math-verify needed)
-# --------------------------------------------------------------------------------------------------------
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` / ``\\fbox{...}`` in ``text`` (braces balanced), or None.
-
-    ``\\boxed 5`` (no braces) gives ``5``. If the last box is never closed, the result is None.
-    """
-    if not text:
-        return None
-    idx = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    if idx < 0:
-        return None
-    cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, idx))
-    i = idx + len(cmd)
-    if i < len(text) and text[i] == " " and (i + 1 < len(text) and text[i + 1] != "{"):
-        # "\boxed 5$" form (Hendrycks' MATH has a few): up to the next "$" or the end of the text.
-        rest = text[i + 1:]
-        end = rest.find("$")
-        return (rest if end < 0 else rest[:end]).strip()
-    while i < len(text) and text[i] in " \t":
-        i += 1
-    if i >= len(text) or text[i] != "{":
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        ch = text[j]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None
-
-
-def answer_tag(text: str) -> str | None:
-    """The content of the last ``<answer>...</answer>`` (the box's content if it holds a ``\\boxed{}``)."""
-    if not text:
-        return None
-    start = text.rfind("<answer>")
-    if start < 0:
-        return None
-    content = text[start + len("<answer>"):]
-    end = content.find("</answer>")
-    if end >= 0:
-        content = content[:end]
-    if any(cmd in content for cmd in _BOX_COMMANDS):
-        return last_boxed(content)
-    return content.strip()
-
-
-def extract_answer(text: str, extractor: str) -> str | None:
-    """The final answer in a response by ``extractor`` (``boxed`` or ``answer_tag``); None when absent."""
-    if extractor == "boxed":
-        ans = last_boxed(text)
-    elif extractor == "answer_tag":
-        ans = answer_tag(text)
-    else:
-        raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
-    if ans is None or not ans.strip():
-        return None
-    return ans.strip()
-
-
-def gold_answer(gold: str) -> str:
-    """The gold answer to grade against: a gold holding ``\\boxed{}`` is reduced to the last box's content."""
-    gold = str(gold).strip()
-    if any(cmd in gold for cmd in _BOX_COMMANDS):
-        boxed = last_boxed(gold)
-        if boxed is not None and boxed.strip():
-            return boxed.strip()
-    return gold
 
 
 def _as_latex(ans: str) -> str:
@@ -147,10 +40,9 @@ def _as_latex(ans: str) -> str:
 
 
 def _resolve_extractor(name: str) -> str:
+    """``name`` itself when it is an extractor, else the extractor of the template ``name``."""
     if name in EXTRACTORS:
         return name
-    from drgrpo_cli.tasks.templates import ALIASES, TEMPLATES  # a template name picks its own extractor
-
     tname = ALIASES.get(name, name)
     if tname in TEMPLATES:
         return TEMPLATES[tname].extractor
@@ -230,7 +122,7 @@ class MathReward:
 
     ``extractor``: ``boxed`` or ``answer_tag`` (a template name, e.g. ``r1``, picks its template's).
     ``timeout_s``: budget for grading one response (seconds, float). ``isolation``: ``auto`` | ``signal`` |
-    ``process`` (see the module docstring). Counters: ``calls``, ``failures`` (verifier errors and
+    ``process`` (docs/design/tasks.md). Counters: ``calls``, ``failures`` (verifier errors and
     timeouts, reward 0), ``timeouts``; ``last_error`` holds the last failure's one-line message.
     """
 

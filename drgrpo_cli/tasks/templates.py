@@ -1,27 +1,11 @@
-"""Prompt templates for the math task, as the Dr. GRPO paper's code uses them.
+"""Prompt templates for the math task, as the Dr. GRPO paper's code uses them (sail-sg/understand-r1-zero,
+``train_zero_math.py``; the texts are copied character for character).
 
-Source: sail-sg/understand-r1-zero, ``train_zero_math.py`` (``apply_qwen_math_template``,
-``apply_r1_template``, ``apply_no_template``, ``TEMPLATE_FACTORY``) and ``ZeroMathActor.__init__`` for
-the stop strings; ``MATHOracle.__init__`` picks the grader (``answer_tag_reward_fn`` for ``r1``,
-``boxed_reward_fn`` otherwise, in ``understand_r1_zero/math_grader.py``). The texts below are copied
-character for character from there.
-
-Choices made here and why:
-
-* Three built-ins: ``qwen_math`` (the Qwen2.5-Math chat template, answer in ``\\boxed{}``), ``r1`` (the
-  DeepSeek-R1-Zero template, answer in ``<answer>...</answer>``) and ``none`` (the bare question; the
-  paper's code calls it ``no``, accepted here as an alias).
-* Stop strings as in the paper's actor: ``r1`` stops at ``</answer>`` (and the paper keeps the stop string
-  in the output); ``qwen_math``/``none`` have none, the model's own EOS ends the response.
-* Each template names the answer extractor its responses are graded with (``boxed`` or ``answer_tag``,
-  implemented in :mod:`drgrpo_cli.tasks.math_reward`), so a run cannot grade an ``r1`` response by ``\\boxed``.
-* The question is substituted with ``str.replace("{question}", ...)``, never ``str.format``: the
-  ``qwen_math`` text contains ``\\boxed{}`` and user templates contain LaTeX braces.
-* A user template is a UTF-8 text file holding a ``{question}`` placeholder. One trailing newline (the one
-  editors add) is dropped; end the file with a blank line to keep a newline at the end of the prompt.
-  Its extractor is ``answer_tag`` with stop ``</answer>`` when the text mentions ``<answer>``, else
-  ``boxed`` with no stop string; both can be given explicitly.
-* Every problem raises :class:`TemplateError` (a ``ValueError``) with a one-line message.
+Built-ins ``qwen_math`` (answer in ``\\boxed{}``), ``r1`` (answer in ``<answer>...</answer>``, stops at
+``</answer>``) and ``none`` (alias ``no``), or a UTF-8 file holding ``{question}``. Each template names its
+answer extractor (:data:`drgrpo_cli.tasks.answers.EXTRACTORS`), so a run cannot grade an ``r1`` response by
+``\\boxed``. The question is substituted with ``str.replace``, never ``str.format`` (LaTeX braces). Every
+problem is a one-line :class:`TemplateError`. Details: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -29,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from drgrpo_cli.tasks.answers import EXTRACTORS
+
 PLACEHOLDER = "{question}"
-EXTRACTORS = ("boxed", "answer_tag")
 
 
 class TemplateError(ValueError):
@@ -94,7 +79,8 @@ def load_template(spec: str, *, extractor: str | None = None, stop: tuple[str, .
     """A built-in template by name (``qwen_math``, ``r1``, ``none``) or a template read from a text file.
 
     ``extractor`` and ``stop`` apply to file templates only (built-ins carry the paper's settings); left
-    as ``None`` they are inferred from the text (see the module docstring).
+    as ``None`` they are inferred: ``answer_tag`` with stop ``</answer>`` when the text mentions
+    ``<answer>``, else ``boxed`` with no stop string. One trailing newline of the file is dropped.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise TemplateError(f"template must be a built-in name ({', '.join(TEMPLATES)}) or a file path, got {spec!r}")
