@@ -29,7 +29,7 @@ Choices and why:
   the slugs of its axis values joined by ``-`` (``group-seq_mean``). Unnamed points are labelled
   ``config.arm_label`` (``GRPO``), plus the other axis values in brackets when there are other axes
   (``GRPO (lr=0.0001)``), so two different points never share a label. Colliding names are an error.
-* Values go through ``config.coerce_value`` and a type check against the TrainConfig field, so
+* Values are parsed and type-checked by ``config.coerce_value`` (the one parser of config values), so
   ``steps = "abc"`` or ``lr = "fast"`` fails here, not inside a worker an hour later; every config is
   validated (``TrainConfig.validate``) at expansion time, so a bad grid fails before any run starts.
 * ``seed`` is not a grid key: seeds come from ``seeds = [...]`` or ``--seeds`` only, so the run directory
@@ -55,7 +55,7 @@ import itertools
 import json
 import re
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -64,7 +64,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value
+from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value, field_names
 from drgrpo_cli.runlog import write_json_atomic
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -181,38 +181,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-_FIELD_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}
-
-
-def check_value(key: str, value: Any) -> Any:
-    """Coerce ``value`` for field ``key`` and check its type; raises ConfigError with one line."""
-    if key not in _FIELD_TYPES:
-        raise ConfigError(f"unknown config key {key!r}")
-    if isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a value, got a table")
-    v = coerce_value(key, value)
-    t = _FIELD_TYPES[key]
-    if v is None:
-        if "None" in t:
-            return None
-        raise ConfigError(f"{key}: cannot be none")
-    head = t.split("|")[0].strip()
-    ok = True
-    if head == "bool":
-        ok = isinstance(v, bool)
-    elif head == "int":
-        ok = isinstance(v, int) and not isinstance(v, bool)
-    elif head == "float":
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if ok:
-            v = float(v)
-    elif head == "str":
-        ok = isinstance(v, str)
-    elif head.startswith("tuple"):
-        ok = isinstance(v, tuple) and all(isinstance(x, str) for x in v)
-    if not ok:
-        raise ConfigError(f"{key}: expected {t}, got {v!r}")
-    return v
+_FIELD_TYPES = frozenset(field_names())
 
 
 class _Locator:
@@ -259,7 +228,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     if key == "seed":
         raise GridError(f"--set {item}: set seeds with --seeds, not --set seed")
     try:
-        return key, check_value(key, value)
+        return key, coerce_value(key, value)
     except ConfigError as e:
         raise GridError(f"--set {item}: {e}") from None
 
@@ -335,7 +304,7 @@ def _expand(path: Path, text: str, doc: dict[str, Any], *, seeds: Sequence[int] 
         if key not in _FIELD_TYPES:
             raise loc.err(line, f"{where}: unknown config key {key!r}")
         try:
-            return check_value(key, v)
+            return coerce_value(key, v)
         except ConfigError as e:
             raise loc.err(line, f"{where}: {e}") from None
 
