@@ -85,7 +85,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from drgrpo_cli.config import TrainConfig, arm_label
-from drgrpo_cli.sweep.grid import GRID_JSON, Grid, RunSpec, check_grid_json, load_grid, read_grid_json, write_grid_json
+from drgrpo_cli.sweep.grid import Grid, RunSpec, load_grid
+from drgrpo_cli.sweep.grid_json import GRID_JSON, check_grid_json, read_grid_json, write_grid_json
 from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
 from drgrpo_cli.metrics import HEADLINE_FALLBACK, headline, headline_key, mean
 from drgrpo_cli.metrics import run_numbers as _run_numbers
