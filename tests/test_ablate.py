@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 from drgrpo_cli.sweep import grid as gridmod
 from drgrpo_cli.sweep.ablate import (
     CSV_COLUMNS,
@@ -168,18 +173,24 @@ def test_windows_and_growth():
 # grid files
 
 
-def test_bundled_grids_identical_to_repo_copies():
-    data = sorted(p.name for p in (REPO / "drgrpo_cli" / "data").glob("*.toml"))
+def test_packaged_grids_are_the_ablations_folder():
+    """One copy of each grid: ablations/*.toml, installed as the package drgrpo_cli.grids (pyproject.toml)."""
     repo = sorted(p.name for p in (REPO / "ablations").glob("*.toml"))
-    assert data == repo == sorted(f"{n}.toml" for n in BUNDLED_GRIDS)
-    for n in data:
-        assert (REPO / "drgrpo_cli" / "data" / n).read_bytes() == (REPO / "ablations" / n).read_bytes(), n
-
+    assert repo == sorted(f"{n}.toml" for n in BUNDLED_GRIDS)
+    assert not (REPO / "drgrpo_cli" / "data").exists() and not (REPO / "drgrpo_cli" / "grids").exists()
+    for n in BUNDLED_GRIDS:  # the bundled grids read by name are these files
+        assert resolve_grid_path(n).read_bytes() == (REPO / "ablations" / f"{n}.toml").read_bytes(), n
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setup["package-dir"] == {"drgrpo_cli.grids": "ablations"}
+    assert setup["package-data"]["drgrpo_cli.grids"] == ["*.toml"]
+    # the packages are listed, not found: every package of the source tree must be in the list
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "drgrpo_cli").rglob("__init__.py")}
+    assert sorted(setup["packages"]) == sorted(found | {"drgrpo_cli.grids"})
 
 def test_default_grid_resolution(tmp_path, monkeypatch):
-    assert resolve_grid_path(None) == gridmod.DATA_DIR / "bias-2x2.toml"
-    assert resolve_grid_path("loss-modes") == gridmod.DATA_DIR / "loss-modes.toml"
-    assert resolve_grid_path("loss-modes.toml") == gridmod.DATA_DIR / "loss-modes.toml"
+    assert resolve_grid_path(None) == gridmod.grids_dir() / "bias-2x2.toml"
+    assert resolve_grid_path("loss-modes") == gridmod.grids_dir() / "loss-modes.toml"
+    assert resolve_grid_path("loss-modes.toml") == gridmod.grids_dir() / "loss-modes.toml"
     own = write(tmp_path, SMALL, "loss-modes.toml")
     monkeypatch.chdir(tmp_path)
     assert resolve_grid_path("loss-modes.toml") == Path("loss-modes.toml")  # an existing file wins

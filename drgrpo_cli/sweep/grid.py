@@ -44,8 +44,8 @@ Choices and why:
   an existing grid.json when every run directory in both has the same arm, seed, overrides and config;
   the file then becomes the union (so adding seeds to a sweep just works). A disagreement is an error
   unless ``force``, because the run directories on disk would no longer match what grid.json says.
-* Default grids ship inside the package (``drgrpo_cli/data/*.toml``) so a non-editable install works; the
-  repository's ``ablations/*.toml`` are identical copies for reading and editing (a test checks it). A grid
+* The bundled grids are ``ablations/*.toml``, one copy: ``pyproject.toml`` installs that folder as the package
+  ``drgrpo_cli.grids``, and :func:`grids_dir` reads it there, else (a checkout) beside the package. A grid
   argument that is not an existing file but is the name of a bundled grid (``loss-modes``) uses it.
 """
 
@@ -66,7 +66,6 @@ else:  # pragma: no cover
 
 from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value, field_names
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_GRID = "bias-2x2"
 BUNDLED_GRIDS = ("bias-2x2", "loss-modes", "qwen-math-1.5b-2x2")
 TOP_KEYS = ("name", "description", "seeds", "base", "axes", "arms")
@@ -122,8 +121,16 @@ class Grid:
 # grid file resolution
 
 
+def grids_dir() -> Path:
+    """The folder of the bundled grids: ``ablations/`` installed as ``drgrpo_cli/grids`` (a wheel), else the
+    ``ablations/`` beside the package (a checkout: an editable install, or the source tree on PYTHONPATH)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "grids"
+    return installed if installed.is_dir() else package.parent / "ablations"
+
+
 def bundled_grid(name: str) -> Path:
-    return DATA_DIR / f"{name}.toml"
+    return grids_dir() / f"{name}.toml"
 
 
 def resolve_grid_path(grid: Path | str | None) -> Path:
@@ -485,6 +492,6 @@ class _GridReader:
 
 
 __all__ = [
-    "BUNDLED_GRIDS", "DEFAULT_GRID", "Grid", "GridError", "RunSpec", "bundled_grid", "load_grid",
+    "BUNDLED_GRIDS", "DEFAULT_GRID", "Grid", "GridError", "RunSpec", "bundled_grid", "grids_dir", "load_grid",
     "parse_set", "resolve_grid_path", "slugify",
 ]
