@@ -1,52 +1,12 @@
-"""Grid files for ``drgrpo ablate``: a TOML file that expands to a list of runs.
+"""Grid files for ``drgrpo ablate``: a TOML file that expands to a list of runs (:class:`RunSpec`).
 
-Format::
-
-    name = "bias-2x2"              # sweep name; the default output directory is results/<name>
-    description = "..."            # optional, free text
-    seeds = [0]                    # default seeds, overridden by --seeds
-    [base]                         # any TrainConfig field, applied to every run
-    steps = 200
-    [axes]                         # Cartesian product of these values
-    adv_scale = ["group", "none"]
-    loss_agg = ["seq_mean", "max_tokens"]
-    [arms]                         # optional: readable names for points of the product
-    GRPO = {adv_scale="group", loss_agg="seq_mean"}
-    "Dr. GRPO" = {adv_scale="none", loss_agg="max_tokens"}
-
-A grid may also have ``[arms]`` and no ``[axes]``: then each arm is one point, and its table may set any
-TrainConfig field (not only axes). With ``[axes]``, every point of the product runs; an arm only names a
-point, must give a value for the axes it needs to pick exactly one point, and may set nothing else.
-
-Expansion: ``points x seeds``, seed-major (every arm of seed 0, then every arm of seed 1, ...) so that a
-sweep that is stopped early has complete comparisons for the first seeds; points named in ``[arms]`` come
-first in ``[arms]`` order, then unnamed points in product order. Each run is a :class:`RunSpec`.
-
-Choices and why:
-
-* Run directory names are ``<slug>__seed<N>``, stable and readable: the slug of the arm name
-  (``"Dr. GRPO"`` -> ``dr-grpo``, ``"std-only fix"`` -> ``std-only-fix``), or, for a point no arm names,
-  the slugs of its axis values joined by ``-`` (``group-seq_mean``). Unnamed points are labelled
-  ``config.arm_label`` (``GRPO``), plus the other axis values in brackets when there are other axes
-  (``GRPO (lr=0.0001)``), so two different points never share a label. Colliding names are an error.
-* Values are parsed and type-checked by ``config.coerce_value`` (the one parser of config values), so
-  ``steps = "abc"`` or ``lr = "fast"`` fails here, not inside a worker an hour later; every config is
-  validated (``TrainConfig.validate``) at expansion time, so a bad grid fails before any run starts.
-* ``seed`` is not a grid key: seeds come from ``seeds = [...]`` or ``--seeds`` only, so the run directory
-  name (``__seed<N>``) always tells the seed.
-* ``--set key=value`` applies to ``[base]``; setting a key that is an axis is an error (the axis would
-  silently win or the grid would collapse; neither is what the user meant). Axes override ``[base]``.
-* Every error is a :class:`GridError` with one line ``<file>:<line>: <what>``. The line of a TOML syntax
-  error comes from tomllib's "(at line N, column M)"; for a bad key or value it is found by scanning the
-  text for the key (best effort: the first match in the right table).
-* ``grid.json`` at the sweep root (:mod:`drgrpo_cli.sweep.grid_json`) records the resolved grid (``arms``: run dir -> arm label, read by
-  ``drgrpo plot``; ``runs``: dir, arm, seed, overrides and the full config). A new grid is compatible with
-  an existing grid.json when every run directory in both has the same arm, seed, overrides and config;
-  the file then becomes the union (so adding seeds to a sweep just works). A disagreement is an error
-  unless ``force``, because the run directories on disk would no longer match what grid.json says.
-* The bundled grids are ``ablations/*.toml``, one copy: ``pyproject.toml`` installs that folder as the package
-  ``drgrpo_cli.grids``, and :func:`grids_dir` reads it there, else (a checkout) beside the package. A grid
-  argument that is not an existing file but is the name of a bundled grid (``loss-modes``) uses it.
+A grid has ``name``, ``seeds``, ``[base]`` (TrainConfig fields for every run), ``[axes]`` (their Cartesian
+product) and ``[arms]`` (names for points of the product, or, without ``[axes]``, one run each); the format
+is in ``ablations/README.md``. Expansion is ``points x seeds``, seed-major, so a sweep stopped early has
+complete comparisons for its first seeds. Every value is parsed and type-checked by ``config.coerce_value``
+and every config validated here, so a bad grid fails before any run starts, as a :class:`GridError`
+``<file>:<line>: <what>``. The grids shipped with drgrpo are ``ablations/*.toml``, installed as the
+package ``drgrpo_cli.grids``. Why: docs/design/sweep.md.
 """
 
 from __future__ import annotations
