@@ -273,13 +273,25 @@ def field_names() -> list[str]:
 
 
 def coerce_value(key: str, value: Any) -> Any:
-    """Convert a string (from ``--set key=value`` or a grid file) to the type of the config field."""
-    types = {f.name: f.type for f in fields(TrainConfig)}
+    """``value`` as config field ``key`` holds it, or ConfigError with one line: a string (``--set key=value``)
+    is parsed by the field's type, then every value is checked against that type (``steps = "abc"`` or
+    ``lr = "fast"`` fails here, not inside a run); an int for a float field becomes a float, a list for
+    ``eval_datasets`` a tuple."""
+    types = {f.name: str(f.type) for f in fields(TrainConfig)}
     if key not in types:
         raise ConfigError(f"unknown config key {key!r}")
-    if not isinstance(value, str):
-        return tuple(value) if key == "eval_datasets" and isinstance(value, list) else value
-    t = str(types[key])
+    if isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a value, got a table")
+    t = types[key]
+    if isinstance(value, str):
+        v = _parse_text(key, value, t)
+    else:
+        v = tuple(value) if key == "eval_datasets" and isinstance(value, list) else value
+    return _check_type(key, v, t)
+
+
+def _parse_text(key: str, value: str, t: str) -> Any:
+    """A string read as a value of type ``t`` (the field's annotation): bools as 1/true/yes/on, ``none``."""
     v = value.strip()
     try:
         if t.startswith("bool"):
@@ -298,6 +310,31 @@ def coerce_value(key: str, value: Any) -> Any:
             return tuple(s for s in v.split(",") if s)
     except ValueError:
         raise ConfigError(f"{key}: cannot read {value!r} as {t}") from None
+    return v
+
+
+def _check_type(key: str, v: Any, t: str) -> Any:
+    """``v`` if it is of type ``t`` (an int as a float for a float field), else ConfigError."""
+    if v is None:
+        if "None" in t:
+            return None
+        raise ConfigError(f"{key}: cannot be none")
+    head = t.split("|")[0].strip()
+    ok = True
+    if head == "bool":
+        ok = isinstance(v, bool)
+    elif head == "int":
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif head == "float":
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if ok:
+            v = float(v)
+    elif head == "str":
+        ok = isinstance(v, str)
+    elif head.startswith("tuple"):
+        ok = isinstance(v, tuple) and all(isinstance(x, str) for x in v)
+    if not ok:
+        raise ConfigError(f"{key}: expected {t}, got {v!r}")
     return v
 
 

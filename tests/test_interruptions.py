@@ -1,7 +1,7 @@
 """Interruptions: kill -9 and resume, SIGTERM/SIGINT stops, locks, torn writes, a full disk, NaN/Inf, OOM, and
 sweeps that are stopped or lose a helper process. Real signals to real subprocesses where it matters.
 
-The module-level fake trainer is imported by spawned sweep workers (like those of test_ablate.py).
+The module-level fake trainer is imported by spawned sweep workers (like those of test_sweep_run.py).
 """
 
 from __future__ import annotations

@@ -132,7 +132,9 @@ def test_single_seed_has_no_interval(tmp_path):
 
 
 def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
-    from drgrpo_cli.sweep.ablate import CSV_COLUMNS, read_rows, run_numbers, summarize, summary_csv_text
+    from drgrpo_cli.metrics import run_numbers
+    from drgrpo_cli.sweep.plan import read_rows
+    from drgrpo_cli.sweep.summary import CSV_COLUMNS, arm_summaries, summary_csv_text
 
     root = tmp_path / "sw"
     runs = {"grpo-s0": ("group", "seq_mean", 0), "grpo-s1": ("group", "seq_mean", 1),
@@ -144,11 +146,11 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
     assert tail_mean(series(rows, "eval/accuracy")) != run_numbers(read_rows(root / "dr-s1"))["eval_accuracy"]
 
     res = plot([root], formats=("png",))
-    arms = summarize(root)
+    arms = arm_summaries(root)
     csv_rows = {r.split(",")[0]: dict(zip(CSV_COLUMNS, r.split(","))) for r in summary_csv_text(arms).splitlines()[1:]}
     assert sorted(csv_rows) == sorted(res.summary["arms"]) == ["Dr. GRPO", "GRPO"]
 
-    # per run: the plot's numbers are summary.json's and ablate.run_numbers'
+    # per run: the plot's numbers are summary.json's and metrics.run_numbers'
     for a, s in res.summary["arms"].items():
         for name, growth in s["len_incorrect_growth"]["per_run"].items():
             sj = json.loads((root / name / "summary.json").read_text())
@@ -184,7 +186,7 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
         assert a.headline_metric == res.summary["headline_key"] == "train/derailed/len_incorrect"
     assert "**last eval point**" in md and "step ≥ 1" in md
     # the paired comparisons: the same numbers in the report and in ablate's paired.csv
-    from drgrpo_cli.sweep.ablate import paired_comparisons
+    from drgrpo_cli.sweep.summary import paired_comparisons
 
     ab = {(r.metric, r.comparison): r.result for r in paired_comparisons(arms)}
     assert len(ab) == len(res.summary["paired"]) == 3
@@ -194,14 +196,14 @@ def test_report_final_metrics_match_summary_json_and_csv(tmp_path):
 
 
 def test_paired_comparisons_use_finished_runs_only_as_paired_csv(tmp_path):
-    from drgrpo_cli.sweep.ablate import paired_comparisons, summarize
+    from drgrpo_cli.sweep.summary import arm_summaries, paired_comparisons
 
     root = write_fake_sweep(tmp_path / "sweep", seeds=3, steps=30)
     (root / "group-seq_mean__seed1" / "summary.json").unlink()  # GRPO seed 1 still running: a partial run
     res = plot([root], formats=("png",))
     got = {(p["metric"], p["kind"]): p for p in res.summary["paired"]}[("headline_growth", "grpo_vs_drgrpo")]
     assert got["n"] == 2  # seeds 0 and 2; the partial run is drawn but not compared
-    csv = {(r.metric, r.kind): r for r in paired_comparisons(summarize(root))}[("headline_growth", "grpo_vs_drgrpo")]
+    csv = {(r.metric, r.kind): r for r in paired_comparisons(arm_summaries(root))}[("headline_growth", "grpo_vs_drgrpo")]
     assert (csv.result.n, csv.result.mean) == (got["n"], pytest.approx(got["mean"]))
 
 

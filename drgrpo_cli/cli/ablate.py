@@ -75,9 +75,11 @@ def ablate_cli(
 
     Finished runs are skipped; partial and failed runs resume from their last checkpoint, so the same command again continues a stopped sweep. Output: one run directory per arm and seed (ARM__seedN), grid.json, summary.csv (per arm) and paired.csv (arms compared seed by seed) in the sweep directory. Exit code 1 if a run failed, 2 for bad input.
     """  # noqa: E501 - one line per paragraph: typer's rich help keeps line breaks
-    from drgrpo_cli.sweep.ablate import AblateError, ablate, ablate_status  # noqa: PLC0415 - keep --help fast
-    from drgrpo_cli.config import ConfigError  # noqa: PLC0415
+    from drgrpo_cli.config import ConfigError  # noqa: PLC0415 - keep --help fast
+    from drgrpo_cli.errors import one_line  # noqa: PLC0415
+    from drgrpo_cli.sweep.ablate import ablate, ablate_status  # noqa: PLC0415
     from drgrpo_cli.sweep.grid import GridError  # noqa: PLC0415
+    from drgrpo_cli.sweep.plan import AblateError  # noqa: PLC0415
 
     try:
         if status is not None:
@@ -101,8 +103,7 @@ def ablate_cli(
                    f"again to continue", err=True)
         raise typer.Exit(code) from None
     except Exception as e:  # noqa: BLE001 - never a bare "Aborted." or a traceback: one line, exit 1
-        text = str(e).strip().splitlines()
-        raise _fail(f"the sweep stopped: {type(e).__name__}{': ' + text[0] if text else ''}; the runs were "
-                    f"stopped and recorded, run the same command again to continue", 1) from None
+        raise _fail(f"the sweep stopped: {one_line(e)}; the runs were stopped and recorded, run the same command "
+                    f"again to continue", 1) from None
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -1,52 +1,12 @@
-"""Grid files for ``drgrpo ablate``: a TOML file that expands to a list of runs.
+"""Grid files for ``drgrpo ablate``: a TOML file that expands to a list of runs (:class:`RunSpec`).
 
-Format::
-
-    name = "bias-2x2"              # sweep name; the default output directory is results/<name>
-    description = "..."            # optional, free text
-    seeds = [0]                    # default seeds, overridden by --seeds
-    [base]                         # any TrainConfig field, applied to every run
-    steps = 200
-    [axes]                         # Cartesian product of these values
-    adv_scale = ["group", "none"]
-    loss_agg = ["seq_mean", "max_tokens"]
-    [arms]                         # optional: readable names for points of the product
-    GRPO = {adv_scale="group", loss_agg="seq_mean"}
-    "Dr. GRPO" = {adv_scale="none", loss_agg="max_tokens"}
-
-A grid may also have ``[arms]`` and no ``[axes]``: then each arm is one point, and its table may set any
-TrainConfig field (not only axes). With ``[axes]``, every point of the product runs; an arm only names a
-point, must give a value for the axes it needs to pick exactly one point, and may set nothing else.
-
-Expansion: ``points x seeds``, seed-major (every arm of seed 0, then every arm of seed 1, ...) so that a
-sweep that is stopped early has complete comparisons for the first seeds; points named in ``[arms]`` come
-first in ``[arms]`` order, then unnamed points in product order. Each run is a :class:`RunSpec`.
-
-Choices and why:
-
-* Run directory names are ``<slug>__seed<N>``, stable and readable: the slug of the arm name
-  (``"Dr. GRPO"`` -> ``dr-grpo``, ``"std-only fix"`` -> ``std-only-fix``), or, for a point no arm names,
-  the slugs of its axis values joined by ``-`` (``group-seq_mean``). Unnamed points are labelled
-  ``config.arm_label`` (``GRPO``), plus the other axis values in brackets when there are other axes
-  (``GRPO (lr=0.0001)``), so two different points never share a label. Colliding names are an error.
-* Values go through ``config.coerce_value`` and a type check against the TrainConfig field, so
-  ``steps = "abc"`` or ``lr = "fast"`` fails here, not inside a worker an hour later; every config is
-  validated (``TrainConfig.validate``) at expansion time, so a bad grid fails before any run starts.
-* ``seed`` is not a grid key: seeds come from ``seeds = [...]`` or ``--seeds`` only, so the run directory
-  name (``__seed<N>``) always tells the seed.
-* ``--set key=value`` applies to ``[base]``; setting a key that is an axis is an error (the axis would
-  silently win or the grid would collapse; neither is what the user meant). Axes override ``[base]``.
-* Every error is a :class:`GridError` with one line ``<file>:<line>: <what>``. The line of a TOML syntax
-  error comes from tomllib's "(at line N, column M)"; for a bad key or value it is found by scanning the
-  text for the key (best effort: the first match in the right table).
-* ``grid.json`` at the sweep root records the resolved grid (``arms``: run dir -> arm label, read by
-  ``drgrpo plot``; ``runs``: dir, arm, seed, overrides and the full config). A new grid is compatible with
-  an existing grid.json when every run directory in both has the same arm, seed, overrides and config;
-  the file then becomes the union (so adding seeds to a sweep just works). A disagreement is an error
-  unless ``force``, because the run directories on disk would no longer match what grid.json says.
-* Default grids ship inside the package (``drgrpo_cli/data/*.toml``) so a non-editable install works; the
-  repository's ``ablations/*.toml`` are identical copies for reading and editing (a test checks it). A grid
-  argument that is not an existing file but is the name of a bundled grid (``loss-modes``) uses it.
+A grid has ``name``, ``seeds``, ``[base]`` (TrainConfig fields for every run), ``[axes]`` (their Cartesian
+product) and ``[arms]`` (names for points of the product, or, without ``[axes]``, one run each); the format
+is in ``ablations/README.md``. Expansion is ``points x seeds``, seed-major, so a sweep stopped early has
+complete comparisons for its first seeds. Every value is parsed and type-checked by ``config.coerce_value``
+and every config validated here, so a bad grid fails before any run starts, as a :class:`GridError`
+``<file>:<line>: <what>``. The grids shipped with drgrpo are ``ablations/*.toml``, installed as the
+package ``drgrpo_cli.grids``. Why: docs/design/sweep.md.
 """
 
 from __future__ import annotations
@@ -55,7 +15,7 @@ import itertools
 import json
 import re
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -64,15 +24,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value
-from drgrpo_cli.runlog import write_json_atomic
+from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value, field_names
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_GRID = "bias-2x2"
 BUNDLED_GRIDS = ("bias-2x2", "loss-modes", "qwen-math-1.5b-2x2")
-GRID_JSON = "grid.json"
 TOP_KEYS = ("name", "description", "seeds", "base", "axes", "arms")
 KNOB_KEYS = ("adv_scale", "loss_agg")
+_FIELDS = frozenset(field_names())
 
 
 class GridError(ValueError):
@@ -123,8 +81,16 @@ class Grid:
 # grid file resolution
 
 
+def grids_dir() -> Path:
+    """The folder of the bundled grids: ``ablations/`` installed as ``drgrpo_cli/grids`` (a wheel), else the
+    ``ablations/`` beside the package (a checkout: an editable install, or the source tree on PYTHONPATH)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "grids"
+    return installed if installed.is_dir() else package.parent / "ablations"
+
+
 def bundled_grid(name: str) -> Path:
-    return DATA_DIR / f"{name}.toml"
+    return grids_dir() / f"{name}.toml"
 
 
 def resolve_grid_path(grid: Path | str | None) -> Path:
@@ -173,46 +139,13 @@ def _value_slug(v: Any) -> str:
     return slugify(str(v)) or "x"
 
 
-def _fmt(v: Any) -> str:
+def _value_text(v: Any) -> str:
+    """A value as a label or a message shows it (TOML-like: ``true``, ``[a,b]``)."""
     if isinstance(v, (list, tuple)):
-        return "[" + ",".join(_fmt(x) for x in v) + "]"
+        return "[" + ",".join(_value_text(x) for x in v) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
-
-
-_FIELD_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}
-
-
-def check_value(key: str, value: Any) -> Any:
-    """Coerce ``value`` for field ``key`` and check its type; raises ConfigError with one line."""
-    if key not in _FIELD_TYPES:
-        raise ConfigError(f"unknown config key {key!r}")
-    if isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a value, got a table")
-    v = coerce_value(key, value)
-    t = _FIELD_TYPES[key]
-    if v is None:
-        if "None" in t:
-            return None
-        raise ConfigError(f"{key}: cannot be none")
-    head = t.split("|")[0].strip()
-    ok = True
-    if head == "bool":
-        ok = isinstance(v, bool)
-    elif head == "int":
-        ok = isinstance(v, int) and not isinstance(v, bool)
-    elif head == "float":
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if ok:
-            v = float(v)
-    elif head == "str":
-        ok = isinstance(v, str)
-    elif head.startswith("tuple"):
-        ok = isinstance(v, tuple) and all(isinstance(x, str) for x in v)
-    if not ok:
-        raise ConfigError(f"{key}: expected {t}, got {v!r}")
-    return v
 
 
 class _Locator:
@@ -259,7 +192,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     if key == "seed":
         raise GridError(f"--set {item}: set seeds with --seeds, not --set seed")
     try:
-        return key, check_value(key, value)
+        return key, coerce_value(key, value)
     except ConfigError as e:
         raise GridError(f"--set {item}: {e}") from None
 
@@ -293,277 +226,232 @@ def load_grid(path: Path | str | None = None, *, seeds: Sequence[int] | None = N
 
 def _expand(path: Path, text: str, doc: dict[str, Any], *, seeds: Sequence[int] | None,
             sets: tuple[str, ...]) -> Grid:
-    loc = _Locator(path, text)
+    """The runs of a parsed grid file, each step checking what it reads (in this order, so the first mistake
+    in the file is the one reported)."""
+    g = _GridReader(path, text, doc)
+    name, description = g.header()
+    seed_list = g.seeds(seeds)
+    g.read_base()
+    g.read_axes()
+    g.apply_sets(sets)
+    g.read_arms()
+    points, names = g.points()
+    labelled = g.label(points, names)
+    runs = [RunSpec(name=f"{slug}__seed{seed}", arm=label, seed=seed, overrides=dict(p),
+                    config=replace(cfg, seed=seed))
+            for seed in seed_list for (p, label, slug, cfg) in labelled]
+    return Grid(name=name, source=path, seeds=tuple(seed_list), base=g.base, runs=tuple(runs),
+                description=description)
 
-    for k in doc:
-        if k not in TOP_KEYS:
-            hint = " (config fields go in [base])" if k in _FIELD_TYPES else ""
-            raise loc.err(loc.key(k), f"unknown top-level key {k!r}{hint}; expected {', '.join(TOP_KEYS)}")
 
-    name = doc.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name or name in (".", ".."):
-        raise loc.err(loc.key("name"), f"name must be a non-empty string without '/', got {name!r}")
-    description = doc.get("description", "")
-    if not isinstance(description, str):
-        raise loc.err(loc.key("description"), "description must be a string")
+class _GridReader:
+    """Reads the tables of one grid file, checking each value, and keeps where each key came from."""
 
-    # seeds
-    if seeds is None:
-        raw = doc.get("seeds", [0])
-        if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                            and s >= 0 for s in raw):
-            raise loc.err(loc.key("seeds"), f"seeds must be a non-empty list of integers >= 0, got {raw!r}")
-        seed_list = list(raw)
-        if len(set(seed_list)) != len(seed_list):
-            raise loc.err(loc.key("seeds"), f"seeds has duplicates: {raw!r}")
-    else:
+    def __init__(self, path: Path, text: str, doc: dict[str, Any]):
+        self.path, self.doc, self.loc = path, doc, _Locator(path, text)
+        self.base: dict[str, Any] = {}  # [base] + --set
+        self.source: dict[str, int | None] = {}  # key of [base] or [axes] -> its line (None = --set)
+        self.axes: dict[str, list[Any]] = {}
+        self.set_keys: set[str] = set()
+        self.arms: dict[str, dict[str, Any]] = {}
+        self.arm_lines: dict[str, int] = {}
+
+    def header(self) -> tuple[str, str]:
+        """The top-level keys are known; (name, description)."""
+        doc, loc = self.doc, self.loc
+        for k in doc:
+            if k not in TOP_KEYS:
+                hint = " (config fields go in [base])" if k in _FIELDS else ""
+                raise loc.err(loc.key(k), f"unknown top-level key {k!r}{hint}; expected {', '.join(TOP_KEYS)}")
+        name = doc.get("name", self.path.stem)
+        if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name or name in (".", ".."):
+            raise loc.err(loc.key("name"), f"name must be a non-empty string without '/', got {name!r}")
+        description = doc.get("description", "")
+        if not isinstance(description, str):
+            raise loc.err(loc.key("description"), "description must be a string")
+        return name, description
+
+    def seeds(self, seeds: Sequence[int] | None) -> list[int]:
+        """``--seeds`` if given, else the file's ``seeds``."""
+        if seeds is None:
+            raw = self.doc.get("seeds", [0])
+            if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                                and s >= 0 for s in raw):
+                raise self.loc.err(self.loc.key("seeds"),
+                                   f"seeds must be a non-empty list of integers >= 0, got {raw!r}")
+            if len(set(raw)) != len(raw):
+                raise self.loc.err(self.loc.key("seeds"), f"seeds has duplicates: {raw!r}")
+            return list(raw)
         seed_list = list(seeds)
         if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seed_list):
             raise GridError(f"--seeds must be integers >= 0, got {seeds!r}")
         if len(set(seed_list)) != len(seed_list):
             raise GridError(f"--seeds has duplicates: {list(seeds)!r}")
+        return seed_list
 
-    def table(key: str) -> dict[str, Any]:
-        v = doc.get(key, {})
+    def _table(self, key: str) -> dict[str, Any]:
+        v = self.doc.get(key, {})
         if not isinstance(v, dict):
-            raise loc.err(loc.key(key), f"{key} must be a table ([{key}])")
+            raise self.loc.err(self.loc.key(key), f"{key} must be a table ([{key}])")
         return v
 
-    def value(key: str, v: Any, line: int, where: str) -> Any:
+    def _value(self, key: str, v: Any, line: int, where: str) -> Any:
         if key == "seed":
-            raise loc.err(line, f"{where}: seed is not a grid key; list seeds in the top-level 'seeds' or use --seeds")
-        if key not in _FIELD_TYPES:
-            raise loc.err(line, f"{where}: unknown config key {key!r}")
+            raise self.loc.err(line, f"{where}: seed is not a grid key; list seeds in the top-level 'seeds' or "
+                                     f"use --seeds")
+        if key not in _FIELDS:
+            raise self.loc.err(line, f"{where}: unknown config key {key!r}")
         try:
-            return check_value(key, v)
+            return coerce_value(key, v)
         except ConfigError as e:
-            raise loc.err(line, f"{where}: {e}") from None
+            raise self.loc.err(line, f"{where}: {e}") from None
 
-    # [base] + --set; remember where each key came from, for error lines
-    source: dict[str, int | None] = {}  # key -> line (None = --set)
-    base: dict[str, Any] = {}
-    for k, v in table("base").items():
-        line = loc.key(k, "base")
-        base[k] = value(k, v, line, "[base]")
-        source[k] = line
+    def read_base(self) -> None:
+        for k, v in self._table("base").items():
+            line = self.loc.key(k, "base")
+            self.base[k] = self._value(k, v, line, "[base]")
+            self.source[k] = line
 
-    # [axes]
-    raw_axes = table("axes")
-    axes: dict[str, list[Any]] = {}
-    for k, vs in raw_axes.items():
-        line = loc.key(k, "axes")
-        if not isinstance(vs, list):
-            raise loc.err(line, f"[axes] {k} must be a list of values, got {vs!r}")
-        if not vs:
-            raise loc.err(line, f"[axes] {k} is empty: an axis needs at least one value")
-        vals = [value(k, v, line, f"[axes] {k}") for v in vs]
-        if len({json.dumps(_jsonable(v)) for v in vals}) != len(vals):
-            raise loc.err(line, f"[axes] {k} has duplicate values: {vs!r}")
-        axes[k] = vals
-        source[k] = line
+    def read_axes(self) -> None:
+        for k, vs in self._table("axes").items():
+            line = self.loc.key(k, "axes")
+            if not isinstance(vs, list):
+                raise self.loc.err(line, f"[axes] {k} must be a list of values, got {vs!r}")
+            if not vs:
+                raise self.loc.err(line, f"[axes] {k} is empty: an axis needs at least one value")
+            vals = [self._value(k, v, line, f"[axes] {k}") for v in vs]
+            if len({json.dumps(_jsonable(v)) for v in vals}) != len(vals):
+                raise self.loc.err(line, f"[axes] {k} has duplicate values: {vs!r}")
+            self.axes[k] = vals
+            self.source[k] = line
 
-    set_keys: set[str] = set()
-    for item in sets:
-        k, v = parse_set(item)
-        if k in axes:
-            raise GridError(f"--set {item}: {k} is an axis of {path}; edit the grid's [axes] instead")
-        base[k] = v
-        source[k] = None
-        set_keys.add(k)
+    def apply_sets(self, sets: Sequence[str]) -> None:
+        """``--set key=value`` on top of [base]; an axis cannot be set."""
+        for item in sets:
+            k, v = parse_set(item)
+            if k in self.axes:
+                raise GridError(f"--set {item}: {k} is an axis of {self.path}; edit the grid's [axes] instead")
+            self.base[k] = v
+            self.source[k] = None
+            self.set_keys.add(k)
 
-    # [arms]
-    raw_arms = table("arms")
-    arms: dict[str, dict[str, Any]] = {}
-    arm_lines: dict[str, int] = {}
-    for arm_name, t in raw_arms.items():
-        aline = loc.arm(arm_name)
-        arm_lines[arm_name] = aline
-        if not isinstance(t, dict):
-            raise loc.err(aline, f"arm {arm_name!r} must be a table like {{adv_scale=\"none\", loss_agg=\"max_tokens\"}}")
-        if not arm_name.strip() or not slugify(arm_name):
-            raise loc.err(aline, f"arm name {arm_name!r} has no letters or digits for a directory name")
-        vals: dict[str, Any] = {}
-        for k, v in t.items():
-            line = loc.key(k, after=aline)
-            if axes and k not in axes and k != "seed":
-                if k in _FIELD_TYPES:
+    def read_arms(self) -> None:
+        loc = self.loc
+        for arm_name, t in self._table("arms").items():
+            aline = loc.arm(arm_name)
+            self.arm_lines[arm_name] = aline
+            if not isinstance(t, dict):
+                raise loc.err(aline, f"arm {arm_name!r} must be a table like "
+                                     f"{{adv_scale=\"none\", loss_agg=\"max_tokens\"}}")
+            if not arm_name.strip() or not slugify(arm_name):
+                raise loc.err(aline, f"arm name {arm_name!r} has no letters or digits for a directory name")
+            vals: dict[str, Any] = {}
+            for k, v in t.items():
+                line = loc.key(k, after=aline)
+                if self.axes and k not in self.axes and k != "seed" and k in _FIELDS:
                     raise loc.err(line, f"arm {arm_name!r} sets {k!r}, which is not an axis "
-                                        f"(axes: {', '.join(axes)}); with [axes], arms only name points")
-            vals[k] = value(k, v, line, f"arm {arm_name!r}")
-            if k in set_keys:
-                raise GridError(f"--set {k}: arm {arm_name!r} of {path} sets {k}; edit the grid instead")
-        arms[arm_name] = vals
+                                        f"(axes: {', '.join(self.axes)}); with [axes], arms only name points")
+                vals[k] = self._value(k, v, line, f"arm {arm_name!r}")
+                if k in self.set_keys:
+                    raise GridError(f"--set {k}: arm {arm_name!r} of {self.path} sets {k}; edit the grid instead")
+            self.arms[arm_name] = vals
 
-    # points: (overrides, arm name or None)
-    points: list[dict[str, Any]] = []
-    names: dict[int, str] = {}
-    if axes:
-        keys = list(axes)
-        points = [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
-        for arm_name, vals in arms.items():
+    def points(self) -> tuple[list[dict[str, Any]], dict[int, str]]:
+        """The grid points (what each sets on top of [base]) and the arm name of each named one (by index):
+        the product of the axes, named points first in [arms] order; or, without axes, one per arm."""
+        if self.axes:
+            return self._named_first(*self._product_points())
+        if self.arms:
+            return list(self.arms.values()), dict(enumerate(self.arms))
+        raise self.loc.err(self.loc.section("axes") or self.loc.section("arms") or 1,
+                           "grid has no runs: add an [axes] table (Cartesian product) or an [arms] table")
+
+    def _product_points(self) -> tuple[list[dict[str, Any]], dict[int, str]]:
+        keys = list(self.axes)
+        points = [dict(zip(keys, combo)) for combo in itertools.product(*(self.axes[k] for k in keys))]
+        names: dict[int, str] = {}
+        for arm_name, vals in self.arms.items():
+            line = self.arm_lines[arm_name]
             matches = [i for i, p in enumerate(points) if all(p[k] == v for k, v in vals.items())]
-            desc = ", ".join(f"{k}={_fmt(v)}" for k, v in vals.items()) or "no values"
+            desc = ", ".join(f"{k}={_value_text(v)}" for k, v in vals.items()) or "no values"
             if not matches:
-                raise loc.err(arm_lines[arm_name], f"arm {arm_name!r} ({desc}) matches no grid point")
+                raise self.loc.err(line, f"arm {arm_name!r} ({desc}) matches no grid point")
             if len(matches) > 1:
                 missing = [k for k in keys if k not in vals]
-                raise loc.err(arm_lines[arm_name], f"arm {arm_name!r} ({desc}) matches {len(matches)} grid points; "
-                                                   f"give a value for {', '.join(missing)}")
+                raise self.loc.err(line, f"arm {arm_name!r} ({desc}) matches {len(matches)} grid points; "
+                                         f"give a value for {', '.join(missing)}")
             if matches[0] in names:
-                raise loc.err(arm_lines[arm_name], f"arms {names[matches[0]]!r} and {arm_name!r} name the same grid point")
+                raise self.loc.err(line, f"arms {names[matches[0]]!r} and {arm_name!r} name the same grid point")
             names[matches[0]] = arm_name
-    elif arms:
-        for i, (arm_name, vals) in enumerate(arms.items()):
-            points.append(vals)
-            names[i] = arm_name
-    else:
-        raise loc.err(loc.section("axes") or loc.section("arms") or 1,
-                      "grid has no runs: add an [axes] table (Cartesian product) or an [arms] table")
+        return points, names
 
-    # named points first, in [arms] order, then the unnamed ones in product order
-    if axes and names:
+    @staticmethod
+    def _named_first(points: list[dict[str, Any]], names: dict[int, str]) -> tuple[list[dict[str, Any]],
+                                                                                    dict[int, str]]:
+        """Named points first, in [arms] order, then the unnamed ones in product order."""
+        if not names:
+            return points, names
         order = list(names.values())
         idx = sorted(range(len(points)), key=lambda i: (order.index(names[i]) if i in names else len(order), i))
-        names = {j: names[i] for j, i in enumerate(idx) if i in names}
-        points = [points[i] for i in idx]
+        return [points[i] for i in idx], {j: names[i] for j, i in enumerate(idx) if i in names}
 
-    # labels, directory slugs, validation
-    labelled: list[tuple[dict[str, Any], str, str, TrainConfig]] = []
-    seen_labels: dict[str, int] = {}
-    seen_slugs: dict[str, str] = {}
-    for i, p in enumerate(points):
-        cfg = TrainConfig(**{**base, **p})
-        if i in names:
-            label, slug = names[i], slugify(names[i])
-        else:
-            label = arm_label(cfg.adv_scale, cfg.loss_agg)
-            extra = {k: v for k, v in p.items() if k not in KNOB_KEYS}
-            if extra:
-                label += " (" + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()) + ")"
-            slug = "-".join(_value_slug(v) for v in p.values())
-        where_line = arm_lines.get(names.get(i, ""), None)
-        if label in seen_labels:
-            raise loc.err(where_line or loc.section("arms") or loc.section("axes"),
-                          f"two grid points share the arm name {label!r}; name them in [arms]")
-        if slug in seen_slugs:
-            raise loc.err(where_line or loc.section("arms") or loc.section("axes"),
-                          f"arms {seen_slugs[slug]!r} and {label!r} give the same directory name {slug!r}")
-        seen_labels[label] = i
-        seen_slugs[slug] = label
+    def label(self, points: list[dict[str, Any]],
+              names: dict[int, str]) -> list[tuple[dict[str, Any], str, str, TrainConfig]]:
+        """(point, arm label, directory slug, config) of each point; labels and slugs must be unique and every
+        config valid."""
+        labelled = []
+        seen_labels: set[str] = set()
+        seen_slugs: dict[str, str] = {}
+        for i, p in enumerate(points):
+            cfg = TrainConfig(**{**self.base, **p})
+            label, slug = self._point_name(p, cfg, names.get(i))
+            where_line = self.arm_lines.get(names.get(i, ""), None)
+            if label in seen_labels:
+                raise self.loc.err(where_line or self.loc.section("arms") or self.loc.section("axes"),
+                                   f"two grid points share the arm name {label!r}; name them in [arms]")
+            if slug in seen_slugs:
+                raise self.loc.err(where_line or self.loc.section("arms") or self.loc.section("axes"),
+                                   f"arms {seen_slugs[slug]!r} and {label!r} give the same directory name {slug!r}")
+            seen_labels.add(label)
+            seen_slugs[slug] = label
+            self._validate(cfg, p, names.get(i), label)
+            labelled.append((p, label, slug, cfg))
+        return labelled
+
+    @staticmethod
+    def _point_name(p: dict[str, Any], cfg: TrainConfig, arm_name: str | None) -> tuple[str, str]:
+        """(label, slug): the arm's name, else ``config.arm_label`` plus the other axis values."""
+        if arm_name is not None:
+            return arm_name, slugify(arm_name)
+        label = arm_label(cfg.adv_scale, cfg.loss_agg)
+        extra = {k: v for k, v in p.items() if k not in KNOB_KEYS}
+        if extra:
+            label += " (" + ", ".join(f"{k}={_value_text(v)}" for k, v in extra.items()) + ")"
+        return label, "-".join(_value_slug(v) for v in p.values())
+
+    def _validate(self, cfg: TrainConfig, p: dict[str, Any], arm_name: str | None, label: str) -> None:
+        """``cfg.validate()``, its error at the line of the key it names (best effort)."""
         try:
             cfg.validate()
         except ConfigError as e:
             msg = str(e)
             line = None
             for tok in re.findall(r"[a-z_][a-z0-9_]*", msg):
-                if tok in p and i in names and not axes:
-                    line = loc.key(tok, after=arm_lines[names[i]])
+                if tok in p and arm_name is not None and not self.axes:
+                    line = self.loc.key(tok, after=self.arm_lines[arm_name])
                     break
-                if tok in source:
-                    line = source[tok]
+                if tok in self.source:
+                    line = self.source[tok]
                     if line is None:
                         raise GridError(f"--set {tok}: arm {label!r}: {msg}") from None
                     break
             if line is None:
-                line = (arm_lines.get(names.get(i, ""), None) or loc.section("base") or loc.section("axes")
-                        or loc.section("arms"))
-            raise loc.err(line, f"arm {label!r}: {msg}") from None
-        labelled.append((p, label, slug, cfg))
-
-    runs = [RunSpec(name=f"{slug}__seed{seed}", arm=label, seed=seed, overrides=dict(p),
-                    config=replace(cfg, seed=seed))
-            for seed in seed_list for (p, label, slug, cfg) in labelled]
-    return Grid(name=name, source=path, seeds=tuple(seed_list), base=base, runs=tuple(runs),
-                description=description)
-
-
-# ------------------------------------------------------------------------------------------------------
-# grid.json
-
-
-def read_grid_json(sweep_dir: Path) -> dict[str, Any] | None:
-    p = Path(sweep_dir) / GRID_JSON
-    if not p.exists():
-        return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise GridError(f"{p}: unreadable ({e}); move it away or use --force") from None
-    if not isinstance(d, dict) or not isinstance(d.get("runs"), list):
-        raise GridError(f"{p}: not a drgrpo grid.json; move it away or use --force")
-    return d
-
-
-def _same_run(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """None when compatible, else a short reason."""
-    for k in ("arm", "seed", "overrides"):
-        if old.get(k) != new.get(k):
-            return f"{k} {old.get(k)!r} != {new.get(k)!r}"
-    oc, nc = old.get("config") or {}, new.get("config") or {}
-    for k in sorted(set(oc) & set(nc)):
-        if oc[k] != nc[k]:
-            return f"config {k}={oc[k]!r} != {nc[k]!r}"
-    return None
-
-
-def merged_grid_json(existing: dict[str, Any] | None, grid: Grid, *, force: bool = False,
-                     where: Path | None = None) -> dict[str, Any]:
-    """The grid.json to write: the new grid, plus runs of an existing compatible grid.json; GridError on conflict."""
-    new = grid.to_json()
-    if existing is None or force:
-        return new
-    old_runs = {r.get("dir"): r for r in existing.get("runs", []) if isinstance(r, dict)}
-    for r in new["runs"]:
-        o = old_runs.get(r["dir"])
-        if o is not None:
-            why = _same_run(o, r)
-            if why:
-                raise GridError(f"{where or GRID_JSON}: run {r['dir']!r} was made by a different grid ({why}); "
-                                f"use another --out, or --force to rerun everything with the new grid")
-    new_dirs = {r["dir"] for r in new["runs"]}
-    if any(d not in new_dirs for d in old_runs):
-        new["runs"] = _in_order(existing, new["runs"])
-        new["arms"] = {r["dir"]: r["arm"] for r in new["runs"]}
-        new["seeds"] = sorted({r["seed"] for r in new["runs"]})
-    return new
-
-
-def _in_order(existing: dict[str, Any], new_runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Old runs first (in their order, replaced by the new entry where both have it), then new ones."""
-    by_dir = {r["dir"]: r for r in new_runs}
-    out = []
-    seen = set()
-    for r in existing.get("runs", []):
-        d = r.get("dir")
-        if d in seen or not isinstance(d, str):
-            continue
-        out.append(by_dir.get(d, r))
-        seen.add(d)
-    out += [r for r in new_runs if r["dir"] not in seen]
-    return out
-
-
-def write_grid_json(sweep_dir: Path, grid: Grid, *, force: bool = False) -> bool:
-    """Write (or merge into) ``<sweep_dir>/grid.json``; returns True when the file changed."""
-    sweep_dir = Path(sweep_dir)
-    path = sweep_dir / GRID_JSON
-    existing = None if force else read_grid_json(sweep_dir)
-    merged = merged_grid_json(existing, grid, force=force, where=path)
-    if existing is not None and existing == json.loads(json.dumps(merged)):
-        return False
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, merged)
-    return True
-
-
-def check_grid_json(sweep_dir: Path, grid: Grid, *, force: bool = False) -> None:
-    """Raise GridError if writing grid.json would conflict (used by --dry-run, which writes nothing)."""
-    if not force:
-        merged_grid_json(read_grid_json(sweep_dir), grid, where=Path(sweep_dir) / GRID_JSON)
+                line = (self.arm_lines.get(arm_name or "", None) or self.loc.section("base")
+                        or self.loc.section("axes") or self.loc.section("arms"))
+            raise self.loc.err(line, f"arm {label!r}: {msg}") from None
 
 
 __all__ = [
-    "BUNDLED_GRIDS", "DEFAULT_GRID", "GRID_JSON", "Grid", "GridError", "RunSpec", "bundled_grid",
-    "check_grid_json", "load_grid", "merged_grid_json", "parse_set", "read_grid_json",
-    "resolve_grid_path", "slugify", "write_grid_json",
+    "BUNDLED_GRIDS", "DEFAULT_GRID", "Grid", "GridError", "RunSpec", "bundled_grid", "grids_dir", "load_grid",
+    "parse_set", "resolve_grid_path", "slugify",
 ]

@@ -1,26 +1,10 @@
 """Re-run the first steps of a published run and compare its first metric rows exactly.
 
 Used by ``tests/test_reproduce.py`` and ``benchmarks/reproduce.py``. A published run folder holds
-``config.json``, ``metrics.jsonl`` and ``provenance.json``.
-
-Choices and why:
-
-* **Same libraries or no verdict.** :func:`library_mismatch` compares this process's library versions with
-  the run's ``provenance.json`` (the comparison the trainer uses to refuse a resume): under other versions
-  the same seed gives another random stream, so a difference would say nothing about the code.
-  ``results/constraints.txt`` installs the published versions.
-* **The published config, shortened.** :func:`rerun_config` loads ``config.json`` (an older one with
-  ``"auto"`` values is resolved by ``validate()`` exactly as it was then) and changes only ``steps`` (and
-  ``checkpoint_every=0``: checkpoints never touch the random stream). ``eval_every`` is kept, so the step-0
-  eval row is computed as it was; a shortened run also evaluates at its last step (the trainer always
-  does), which the published run did not: those ``eval*/`` keys, and only those, are ignored on the last
-  row (evaluation never changes the training stream). ``threads=0`` (auto) becomes the thread count the
-  run recorded, so a model that is not built-in uses as many threads as it did.
-* **Exact.** Both sides are read back from ``metrics.jsonl`` (the same JSON encoding, NaN as null) and
-  compared with ``==``; only ``time/*`` keys (wall clock) are left out.
-* **Base weights first.** A built-in base model is built from its recipe on first use (``builtin``: about a
-  minute); :func:`reproduce` compares its sha256 with the run's record before training, because other
-  starting weights make every row differ for a reason the rows cannot show.
+``config.json``, ``metrics.jsonl`` and ``provenance.json``. A verdict needs the run's library versions
+(:func:`library_mismatch`) and base weights (:func:`weights_mismatch`); the re-run is the published config
+with fewer steps (:func:`rerun_config`), and rows are compared with ``==``, only ``time/*`` keys left out
+(and the end-of-run eval keys the shortened run adds on its last row). Why: docs/design/sweep.md.
 """
 
 from __future__ import annotations
