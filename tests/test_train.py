@@ -17,7 +17,7 @@ from drgrpo_cli.cli.app import app
 from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.tasks.builtin import (BuiltinTask, WarmupRecipe, builtin_reward, hidden_filler, make_problem, parse_answer,
                              warmup_example)
-from drgrpo_cli.trainer import Batch, rollout_metrics, tag_entropy
+from drgrpo_cli.batch import Batch, rollout_metrics, tag_entropy
 from tests.conftest import tiny_config
 
 runner = CliRunner()
@@ -34,7 +34,7 @@ def _strip_time(rows):
 
 # ---- resume compatibility ---------------------------------------------------------------------------------
 def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
-    from drgrpo_cli.trainer import _prepare_dir
+    from drgrpo_cli.rundir import prepare as _prepare_dir
 
     out = tmp_path / "run"
     out.mkdir()
