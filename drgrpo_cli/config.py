@@ -1,33 +1,11 @@
 """One frozen dataclass, the single source of truth for a run, saved as ``<out>/config.json``.
 
-Choices made here and why:
-
-* The two biases are two independent knobs, never one coupled "critic type" (oat's ``critic_type``
-  couples them; TRL's ``scale_rewards`` x ``loss_type`` does not):
-    - ``adv_scale``: ``group`` (GRPO, divide by the group's std), ``batch`` (Lite PPO, the batch's std),
-      ``none`` (Dr. GRPO, no division);
-    - ``loss_agg``: ``seq_mean`` (GRPO, 1/|o_i| per response), ``token_mean`` (DAPO, one mean over all
-      tokens), ``max_tokens`` (Dr. GRPO, one constant 1/L_max for the run), ``seq_sum`` (no normalizer).
-* Presets set both knobs and nothing hidden besides what is listed in ``PRESETS``.
-* The std estimator is Bessel-corrected (``adv_std_ddof=1``, as torch, oat, TRL and verl) with
-  ``adv_eps=1e-6`` (verl's); both are explicit fields so a run records exactly what it used.
-* ``loss_max_tokens`` defaults to the generation budget ``max_tokens`` (the paper's code divides by the
-  generation budget); it is resolved once at validation, so the saved config holds the number used.
-* Micro-batches: ``micro_batches`` > 1 splits each mini-batch into that many equal row counts (the budget
-  must then be unset); otherwise ``max_tokens_per_micro_batch`` splits it by tokens
-  (:mod:`drgrpo_cli.microbatch`). 0/None = auto: a fixed 65536 off CUDA, resolved here and saved; on
-  CUDA sized from the free memory and the model at train start (left None here; the trainer logs it as
-  ``train/micro_batch_tokens`` and in ``summary.json``). Either way the gradient is the same.
-* Validation happens here, before any work: every bad value raises ``ConfigError`` with one line.
-* ``config.json`` holds the values a run used, not ``"auto"``: ``dtype`` and ``backend`` are resolved by
-  ``validate()`` with :func:`resolve_dtype` / :func:`resolve_backend` (the same functions the model loader
-  and ``rollout.make_backend`` use, so the record cannot disagree with what ran). ``vllm_max_model_len=None``
-  stays None: it means the model's own context length as vLLM reads it from the model's config, which
-  is only known once the engine has loaded the model. ``question_field``/``answer_field`` None means "detect
-  the dataset's columns"; the trainer resolves them from the datasets' first rows
-  (:func:`drgrpo_cli.tasks.math.resolve_fields`) before ``config.json`` is written, so it records the names
-  used (a field stays None only when the datasets of one run name that column differently: each then uses
-  its own, as printed).
+The two biases are two independent knobs, ``adv_scale`` and ``loss_agg``, never one coupled "critic type";
+a preset (:data:`PRESETS`) sets them and nothing it does not list, and two sources that set a knob
+differently are an error (:func:`apply_switches`, :func:`from_options`). ``validate()`` checks every value
+before any work (``ConfigError``, one line) and resolves every default that depends on other fields, so
+``config.json`` holds what a run used, not ``"auto"`` (dtype, backend, threads, the loss divisor, the
+micro-batch budget off CUDA). The reasons for each convention: docs/design/training.md.
 """
 
 from __future__ import annotations
@@ -248,7 +226,7 @@ def _check_batch_and_task(c: TrainConfig) -> None:
 
 
 def _resolved(c: TrainConfig) -> TrainConfig:
-    """``c`` with every default that depends on other fields filled in (see the module docstring)."""
+    """``c`` with every default that depends on other fields filled in (docs/design/training.md)."""
     changes: dict[str, Any] = {}
     if c.loss_max_tokens is None:
         changes["loss_max_tokens"] = c.max_tokens
