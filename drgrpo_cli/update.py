@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from drgrpo_cli import microbatch, objectives
-from drgrpo_cli.packing import packed_logprobs, response_mask
+# module attributes, looked up at call time: tests and benchmarks/gpu_check.py patch these functions
+from drgrpo_cli import microbatch, objectives, packing
 
 
 class NonFiniteUpdate(ArithmeticError):
@@ -77,9 +77,9 @@ class _Ctx:
     def score(self, m, rows: Tensor, with_entropy: bool = False):
         """(logp, entropy, mask) ``[len(rows), R]`` of the batch rows ``rows`` under model ``m``."""
         idx = rows.tolist()
-        return packed_logprobs(m, [self.rows.prompts[i] for i in idx], [self.rows.responses[i] for i in idx],
-                               self.cfg.temperature, pad_id=self.pad_id, width=self.mask.shape[1],
-                               with_entropy=with_entropy)
+        prompts, responses = [self.rows.prompts[i] for i in idx], [self.rows.responses[i] for i in idx]
+        return packing.packed_logprobs(m, prompts, responses, self.cfg.temperature, pad_id=self.pad_id,
+                                       width=self.mask.shape[1], with_entropy=with_entropy)
 
 
 def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_id: int) -> UpdateStats:
@@ -87,7 +87,7 @@ def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_i
     raises NonFiniteUpdate (unless ``cfg.skip_nonfinite``)."""
     model.train()
     dev = cfg.device
-    mask = response_mask(rows.responses).to(dev)  # [N, R]
+    mask = packing.response_mask(rows.responses).to(dev)  # [N, R]
     ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask)
     N = mask.shape[0]
     old_logp, ref_logp = _fixed_logprobs(ctx)
