@@ -1,33 +1,12 @@
 """One frozen dataclass, the single source of truth for a run, saved as ``<out>/config.json``.
 
-Choices made here and why:
-
-* The two biases are two independent knobs, never one coupled "critic type" (oat's ``critic_type``
-  couples them; TRL's ``scale_rewards`` x ``loss_type`` does not):
-    - ``adv_scale``: ``group`` (GRPO, divide by the group's std), ``batch`` (Lite PPO, the batch's std),
-      ``none`` (Dr. GRPO, no division);
-    - ``loss_agg``: ``seq_mean`` (GRPO, 1/|o_i| per response), ``token_mean`` (DAPO, one mean over all
-      tokens), ``max_tokens`` (Dr. GRPO, one constant 1/L_max for the run), ``seq_sum`` (no normalizer).
-* Presets set both knobs and nothing hidden besides what is listed in ``PRESETS``.
-* The std estimator is Bessel-corrected (``adv_std_ddof=1``, as torch, oat, TRL and verl) with
-  ``adv_eps=1e-6`` (verl's); both are explicit fields so a run records exactly what it used.
-* ``loss_max_tokens`` defaults to the generation budget ``max_tokens`` (the paper's code divides by the
-  generation budget); it is resolved once at validation, so the saved config holds the number used.
-* Micro-batches: ``micro_batches`` > 1 splits each mini-batch into that many equal row counts (the budget
-  must then be unset); otherwise ``max_tokens_per_micro_batch`` splits it by tokens
-  (:mod:`drgrpo_cli.microbatch`). 0/None = auto: a fixed 65536 off CUDA, resolved here and saved; on
-  CUDA sized from the free memory and the model at train start (left None here; the trainer logs it as
-  ``train/micro_batch_tokens`` and in ``summary.json``). Either way the gradient is the same.
-* Validation happens here, before any work: every bad value raises ``ConfigError`` with one line.
-* ``config.json`` holds the values a run used, not ``"auto"``: ``dtype`` and ``backend`` are resolved by
-  ``validate()`` with :func:`resolve_dtype` / :func:`drgrpo_cli.rollout.resolve_backend` (the same functions
-  the model loader and ``rollout.make_backend`` use, so the record cannot disagree with what ran).
-  ``vllm_max_model_len=None`` stays None: it means the model's own context length as vLLM reads it from the model's config, which
-  is only known once the engine has loaded the model. ``question_field``/``answer_field`` None means "detect
-  the dataset's columns"; the trainer resolves them from the datasets' first rows
-  (:func:`drgrpo_cli.tasks.math.resolve_fields`) before ``config.json`` is written, so it records the names
-  used (a field stays None only when the datasets of one run name that column differently: each then uses
-  its own, as printed).
+The two biases are two independent knobs, ``adv_scale`` and ``loss_agg``, never one coupled "critic type";
+a preset (:data:`PRESETS`) sets them and nothing it does not list, and two sources that set a knob
+differently are an error (:func:`apply_switches`, :func:`from_options`). ``validate()`` checks every value
+before any work (``ConfigError``, one line) and resolves every default that depends on other fields, so
+``config.json`` holds what a run used, not ``"auto"`` (dtype, backend, the loss divisor, the
+micro-batch budget off CUDA; threads stay 0 = auto, decided by :func:`torch_threads`, as published runs
+recorded them). The reasons for each convention: docs/design/training.md.
 """
 
 from __future__ import annotations
@@ -45,6 +24,9 @@ ADV_SCALES = ("group", "batch", "none")
 LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum")
 BACKENDS = ("auto", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: The built-in base models (the recipes of ``tasks.builtin_model``; a test checks that the two agree).
+#: Named here, not imported, so that config imports nothing that imports config back.
+BUILTIN_MODELS = ("builtin", "builtin-small")
 
 #: What each preset sets. Nothing else changes with a preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -80,7 +62,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
     gradient_checkpointing: bool = False
-    threads: int = 0  # torch intra-op threads; 0 = auto (1 for the built-in models, else torch's default)
+    threads: int = 0  # torch intra-op threads; 0 = auto (torch_threads: 1 on the built-in models, else torch's default)
 
     # --- sampling -------------------------------------------------------------------------------
     group_size: int = 8
@@ -129,90 +111,11 @@ class TrainConfig:
     # ------------------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
         """Check every value and resolve defaults; returns the resolved config or raises ConfigError."""
-        if self.adv_scale not in ADV_SCALES:
-            raise ConfigError(f"adv_scale must be one of {', '.join(ADV_SCALES)}, got {self.adv_scale!r}")
-        if self.loss_agg not in LOSS_AGGS:
-            raise ConfigError(f"loss_agg must be one of {', '.join(LOSS_AGGS)}, got {self.loss_agg!r}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.task not in ("builtin", "math"):
-            raise ConfigError(f"task must be 'builtin' or 'math', got {self.task!r}")
-        positive = ("steps", "group_size", "prompts_per_step", "max_tokens", "ppo_epochs", "mini_batches",
-                    "micro_batches", "eval_max_prompts")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_samples is not None and self.eval_samples < 0:
-            raise ConfigError(f"eval_samples must be >= 0, got {self.eval_samples}")
-        for name in ("eval_every", "samples_per_step", "checkpoint_every", "threads", "adv_std_ddof", "seed"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.group_size < 2:
-            raise ConfigError("group_size must be >= 2: a group-relative advantage needs two responses")
-        if self.adv_scale != "none" and self.adv_std_ddof >= self.group_size:
-            raise ConfigError(f"adv_std_ddof={self.adv_std_ddof} needs group_size > ddof")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.epsilon < 1:
-            raise ConfigError(f"epsilon must be in [0, 1), got {self.epsilon}")
-        if self.epsilon_high is not None and self.epsilon_high < 0:
-            raise ConfigError(f"epsilon_high must be >= 0, got {self.epsilon_high}")
-        if self.beta < 0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
-        if not self.adv_eps >= 0:
-            raise ConfigError(f"adv_eps must be >= 0, got {self.adv_eps}")
-        if self.max_grad_norm < 0:
-            raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}")
-        if not 0 <= self.derail_prob <= 1:
-            raise ConfigError(f"derail_prob must be in [0, 1], got {self.derail_prob}")
-        if self.max_tokens_per_micro_batch is not None and self.max_tokens_per_micro_batch < 0:
-            raise ConfigError(f"max_tokens_per_micro_batch must be >= 0 (0 = auto), "
-                              f"got {self.max_tokens_per_micro_batch}")
-        if self.max_tokens_per_micro_batch and self.micro_batches > 1:
-            raise ConfigError(f"micro_batches={self.micro_batches} and max_tokens_per_micro_batch="
-                              f"{self.max_tokens_per_micro_batch} both split the mini-batch; set one of them")
-        if self.loss_max_tokens is not None and self.loss_max_tokens < 1:
-            raise ConfigError(f"loss_max_tokens must be >= 1, got {self.loss_max_tokens}")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ConfigError(f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
-        if self.vllm_max_model_len is not None and self.vllm_max_model_len < 1:
-            raise ConfigError(f"vllm_max_model_len must be >= 1, got {self.vllm_max_model_len}")
-        for name in ("question_field", "answer_field"):
-            if getattr(self, name) is not None and not str(getattr(self, name)).strip():
-                raise ConfigError(f"{name} must be a column name, got {getattr(self, name)!r}")
-        batch = self.prompts_per_step * self.group_size
-        if batch % self.mini_batches:
-            raise ConfigError(f"mini_batches={self.mini_batches} must divide prompts_per_step*group_size={batch}")
-        if (batch // self.mini_batches) % self.micro_batches:
-            raise ConfigError(f"micro_batches={self.micro_batches} must divide the mini-batch size "
-                              f"{batch // self.mini_batches}")
-        if self.task == "math" and not self.dataset:
-            raise ConfigError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
-        if self.task == "builtin" and self.dataset:
-            raise ConfigError("--dataset needs --task math (the built-in task has its own problems)")
-        resolved = self
-        if self.loss_max_tokens is None:
-            resolved = dataclasses.replace(resolved, loss_max_tokens=self.max_tokens)
-        if self.epsilon_high is None:
-            resolved = dataclasses.replace(resolved, epsilon_high=self.epsilon)
-        if self.micro_batches > 1 or not self.max_tokens_per_micro_batch:
-            resolved = dataclasses.replace(resolved, max_tokens_per_micro_batch=_micro_batch_budget(self))
-        if self.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
-            resolved = dataclasses.replace(resolved, eval_samples=4 if self.task == "builtin" else 0)
-        if self.task == "builtin" and (self.question_field, self.answer_field) != (None, None):
-            # dataset columns mean nothing to the built-in task (older drgrpo saved "problem"/"answer" here)
-            resolved = dataclasses.replace(resolved, question_field=None, answer_field=None)
-        if self.dtype == "auto":
-            resolved = dataclasses.replace(resolved, dtype=resolve_dtype(self.dtype, self.device))
-        if self.backend == "auto":
-            resolved = dataclasses.replace(resolved, backend=resolve_backend(self.backend, self.device))
-        return resolved
+        _check_choices(self)
+        _check_counts(self)
+        _check_ranges(self)
+        _check_batch_and_task(self)
+        return _resolved(self)
 
     # ------------------------------------------------------------------------------------------------
     @property
@@ -244,6 +147,114 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _check_choices(c: TrainConfig) -> None:
+    if c.adv_scale not in ADV_SCALES:
+        raise ConfigError(f"adv_scale must be one of {', '.join(ADV_SCALES)}, got {c.adv_scale!r}")
+    if c.loss_agg not in LOSS_AGGS:
+        raise ConfigError(f"loss_agg must be one of {', '.join(LOSS_AGGS)}, got {c.loss_agg!r}")
+    if c.backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
+    if c.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    if c.task not in ("builtin", "math"):
+        raise ConfigError(f"task must be 'builtin' or 'math', got {c.task!r}")
+
+
+def _check_counts(c: TrainConfig) -> None:
+    positive = ("steps", "group_size", "prompts_per_step", "max_tokens", "ppo_epochs", "mini_batches",
+                "micro_batches", "eval_max_prompts")
+    for name in positive:
+        if getattr(c, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.eval_samples is not None and c.eval_samples < 0:
+        raise ConfigError(f"eval_samples must be >= 0, got {c.eval_samples}")
+    for name in ("eval_every", "samples_per_step", "checkpoint_every", "threads", "adv_std_ddof", "seed"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(c, name)}")
+    if c.group_size < 2:
+        raise ConfigError("group_size must be >= 2: a group-relative advantage needs two responses")
+    if c.adv_scale != "none" and c.adv_std_ddof >= c.group_size:
+        raise ConfigError(f"adv_std_ddof={c.adv_std_ddof} needs group_size > ddof")
+
+
+def _check_ranges(c: TrainConfig) -> None:
+    if not c.lr > 0:
+        raise ConfigError(f"lr must be > 0, got {c.lr}")
+    if not c.temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {c.temperature}")
+    if not 0 < c.top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], got {c.top_p}")
+    if not 0 <= c.epsilon < 1:
+        raise ConfigError(f"epsilon must be in [0, 1), got {c.epsilon}")
+    if c.epsilon_high is not None and c.epsilon_high < 0:
+        raise ConfigError(f"epsilon_high must be >= 0, got {c.epsilon_high}")
+    if c.beta < 0:
+        raise ConfigError(f"beta must be >= 0, got {c.beta}")
+    if not c.adv_eps >= 0:
+        raise ConfigError(f"adv_eps must be >= 0, got {c.adv_eps}")
+    if c.max_grad_norm < 0:
+        raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {c.max_grad_norm}")
+    if not 0 <= c.derail_prob <= 1:
+        raise ConfigError(f"derail_prob must be in [0, 1], got {c.derail_prob}")
+    if c.max_tokens_per_micro_batch is not None and c.max_tokens_per_micro_batch < 0:
+        raise ConfigError(f"max_tokens_per_micro_batch must be >= 0 (0 = auto), got {c.max_tokens_per_micro_batch}")
+    if c.max_tokens_per_micro_batch and c.micro_batches > 1:
+        raise ConfigError(f"micro_batches={c.micro_batches} and max_tokens_per_micro_batch="
+                          f"{c.max_tokens_per_micro_batch} both split the mini-batch; set one of them")
+    if c.loss_max_tokens is not None and c.loss_max_tokens < 1:
+        raise ConfigError(f"loss_max_tokens must be >= 1, got {c.loss_max_tokens}")
+    if not 0 < c.vllm_gpu_memory_utilization <= 1:
+        raise ConfigError(f"vllm_gpu_memory_utilization must be in (0, 1], got {c.vllm_gpu_memory_utilization}")
+    if c.vllm_max_model_len is not None and c.vllm_max_model_len < 1:
+        raise ConfigError(f"vllm_max_model_len must be >= 1, got {c.vllm_max_model_len}")
+    for name in ("question_field", "answer_field"):
+        if getattr(c, name) is not None and not str(getattr(c, name)).strip():
+            raise ConfigError(f"{name} must be a column name, got {getattr(c, name)!r}")
+
+
+def _check_batch_and_task(c: TrainConfig) -> None:
+    batch = c.prompts_per_step * c.group_size
+    if batch % c.mini_batches:
+        raise ConfigError(f"mini_batches={c.mini_batches} must divide prompts_per_step*group_size={batch}")
+    if (batch // c.mini_batches) % c.micro_batches:
+        raise ConfigError(f"micro_batches={c.micro_batches} must divide the mini-batch size "
+                          f"{batch // c.mini_batches}")
+    if c.task == "math" and not c.dataset:
+        raise ConfigError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
+    if c.task == "builtin" and c.dataset:
+        raise ConfigError("--dataset needs --task math (the built-in task has its own problems)")
+
+
+def _resolved(c: TrainConfig) -> TrainConfig:
+    """``c`` with every default that depends on other fields filled in (docs/design/training.md)."""
+    changes: dict[str, Any] = {}
+    if c.loss_max_tokens is None:
+        changes["loss_max_tokens"] = c.max_tokens
+    if c.epsilon_high is None:
+        changes["epsilon_high"] = c.epsilon
+    if c.micro_batches > 1 or not c.max_tokens_per_micro_batch:
+        changes["max_tokens_per_micro_batch"] = _micro_batch_budget(c)
+    if c.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
+        changes["eval_samples"] = 4 if c.task == "builtin" else 0
+    if c.task == "builtin" and (c.question_field, c.answer_field) != (None, None):
+        # dataset columns mean nothing to the built-in task (older drgrpo saved "problem"/"answer" here)
+        changes.update(question_field=None, answer_field=None)
+    if c.dtype == "auto":
+        changes["dtype"] = resolve_dtype(c.dtype, c.device)
+    if c.backend == "auto":
+        changes["backend"] = resolve_backend(c.backend, c.device)
+    return dataclasses.replace(c, **changes) if changes else c
+
+
+def torch_threads(cfg: TrainConfig) -> int:
+    """The torch intra-op threads a run sets: ``threads``, or for 0 (auto) one on the built-in models (their ops
+    are too small to split: one thread is fastest) and 0 = leave torch's default otherwise. Decided here, not
+    stored: ``config.json`` keeps 0, as every published run recorded it."""
+    if cfg.threads == 0 and cfg.model in BUILTIN_MODELS:
+        return 1
+    return cfg.threads
 
 
 def _micro_batch_budget(cfg: TrainConfig) -> int | None:
@@ -357,8 +368,10 @@ def apply_switches(
     fixed_len: bool | None = None,
     adv_scale: str | None = None,
     loss_agg: str | None = None,
+    epsilon_high: float | None = None,
 ) -> dict[str, Any]:
-    """Resolve ``--preset``, ``--std/--no-std``, ``--fixed-len/--seq-len``, ``--adv-scale``, ``--loss-agg``.
+    """Resolve ``--preset``, ``--std/--no-std``, ``--fixed-len/--seq-len``, ``--adv-scale``, ``--loss-agg`` and
+    ``--epsilon-high`` (which ``--preset dapo`` sets too).
 
     Each source may set each knob; two sources that set the same knob to different values are a
     conflict (ConfigError), never silently resolved by precedence.
@@ -386,4 +399,26 @@ def apply_switches(
         put("adv_scale", adv_scale, f"--adv-scale {adv_scale}")
     if loss_agg is not None:
         put("loss_agg", loss_agg, f"--loss-agg {loss_agg}")
+    if epsilon_high is not None:
+        put("epsilon_high", epsilon_high, "--epsilon-high")
     return out
+
+
+#: Fields that :func:`apply_switches` treats as a source beside the preset and the two switches.
+SWITCHED = ("adv_scale", "loss_agg", "epsilon_high")
+
+
+def from_options(options: dict[str, Any], *, preset: str | None = None, std: bool | None = None,
+                 fixed_len: bool | None = None) -> TrainConfig:
+    """The validated config of command-line options: ``options`` maps TrainConfig fields to values (None:
+    not given); the preset and the switches go through :func:`apply_switches`, so any two sources that
+    disagree are a ConfigError. A ``dataset`` without a ``task`` means the math task."""
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(field_names()))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    knobs = {k: given.pop(k, None) for k in SWITCHED}
+    if given.get("dataset") and "task" not in given:
+        given["task"] = "math"
+    d = apply_switches(given, preset=preset, std=std, fixed_len=fixed_len, **knobs)
+    return TrainConfig(**d).validate()

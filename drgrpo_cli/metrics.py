@@ -1,7 +1,8 @@
 """Pure-Python window statistics over per-step metric series (no numpy, no pandas, no matplotlib, no torch).
 
-The one place the per-run numbers are computed: the trainer's ``summary.json``, ``drgrpo ablate``'s
-summary.csv and ``drgrpo plot``'s report all use these functions, so they report the same numbers.
+The one place the per-run numbers are computed: the trainer's ``summary.json`` (:func:`run_summary`),
+``drgrpo ablate``'s summary.csv and ``drgrpo plot``'s report all use these functions, so they report the
+same numbers.
 
 Choices and why:
 
@@ -180,6 +181,30 @@ def run_numbers(data: Any) -> dict[str, Any]:
             out["headline_metric"] = HEADLINE if any(v is not None for v in s) else HEADLINE_FALLBACK
     out["len_correct_growth"] = length_growth(_train(data, "train/len_correct"))
     return out
+
+
+def run_summary(rows: Sequence[dict[str, Any]], arm: str, adv_scale: str, loss_agg: str, seed: int) -> dict[str, Any]:
+    """The numbers of a finished run's ``summary.json`` from its ``metrics.jsonl`` rows: ``steps`` (training
+    rows), the run's arm, knobs and seed, ``final`` (training keys: :func:`tail_mean` over the last 10% of
+    training steps; eval keys: the last eval point; per-state and sampled-eval keys where logged) and
+    ``growth`` (:func:`length_growth` of each logged length)."""
+    final = {key: tail_mean(train_series(rows, key)) for key in (
+        "train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",
+        "train/truncated_frac")}
+    for key in ("eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"):
+        final[key] = last_value(series(rows, key))
+    for tag in ("derailed", "clean"):
+        for k in ("accuracy", "len_correct", "len_incorrect", "entropy"):
+            if any(f"train/{tag}/{k}" in r for r in rows):
+                final[f"train/{tag}/{k}"] = tail_mean(train_series(rows, f"train/{tag}/{k}"))
+    for key in ("eval_sampled/accuracy", "eval_sampled/derailed/len_incorrect"):
+        if any(key in r for r in rows):
+            final[key] = last_value(series(rows, key))
+    growth = {k: length_growth(train_series(rows, f"train/{k}"))
+              for k in ("len_incorrect", "len_correct", "len_mean", "derailed/len_incorrect", "clean/len_correct")
+              if any(f"train/{k}" in r for r in rows)}
+    return {"steps": len(train_series(rows, "train/reward")), "arm": arm, "adv_scale": adv_scale,
+            "loss_agg": loss_agg, "seed": seed, "final": final, "growth": growth}
 
 
 def headline_key(numbers: Iterable[dict[str, Any]]) -> str:

@@ -1,32 +1,11 @@
 """Scoring responses for the update: per-token log-probs (and entropy) without padding every row to the batch's
 longest sequence.
 
-:func:`packed_logprobs` is a drop-in for ``pack`` + ``response_logits`` + ``gather_logprobs`` (+ ``token_entropy``)
-over a whole batch: the same numbers (within float rounding) in the same ``[N, W]`` right-padded response
-layout, with far fewer padded positions computed.
-
-Choices and why:
-
-* **Length buckets, not bin-packing.** Rows are sorted by length and cut into contiguous chunks, each laid out as
-  the trainer always did (left-padded prompts, right-padded responses, 2-D attention mask) but trimmed to its
-  own longest prompt and response. Measured for forward+backward on the built-in model (128 rows, responses 3-64
-  tokens, 1 CPU thread): full padding 0.68 s, length buckets 0.40 s, bin-packing several sequences per row with
-  restarting position ids and a block-diagonal mask 0.38-0.82 s (best at 128-token rows, worse as rows grow
-  since attention is quadratic in the row), and right-padded buckets without any attention mask 0.39 s. Buckets
-  are as fast as the best packing and need nothing from the model beyond the ordinary ``attention_mask`` /
-  ``position_ids`` / ``logits_to_keep`` arguments, so they work with every causal LM and attention
-  implementation (eager, sdpa, flash-attention) on CPU and CUDA; logits are still computed only for response
-  positions (``logits_to_keep``), which matters for a 150k-token vocabulary.
-* **Where to cut** (:func:`plan_chunks`): an exact dynamic programme over the length-sorted rows minimising
-  ``sum(rows * (longest prompt + longest response)) + chunks * overhead``, the padded tokens computed plus a
-  per-forward cost counted in tokens. ``overhead`` defaults to 64 tokens on CPU (measured: 0 gives one row per
-  forward and is 1.3x slower; 64-256 are within noise of each other; 1024 loses a fifth of the gain) and 4096
-  on CUDA, where a forward costs kernel launches and small chunks leave the GPU idle (a guess, not measured
-  here). Chunks never exceed the padded batch, so peak memory never grows.
-* **Padding is exactly 0.** Log-probs and entropies past each response's end are set to 0 (no gradient), so a
-  ratio ``exp(logp - old_logp)`` is 1 there however the rows were chunked when ``old_logp`` was computed;
-  with a chunk-dependent layout the padded values would otherwise differ between two calls and could
-  overflow ``exp`` under a zero mask (``inf * 0 = nan``).
+:func:`packed_logprobs` gives the numbers of one fully padded batch (within float rounding), in the same
+``[N, W]`` right-padded response layout: rows are sorted by length and cut (:func:`plan_chunks`, an exact
+dynamic programme over padded tokens plus a per-forward overhead) into chunks, each an ordinary padded
+batch, so every causal LM and attention implementation works. Log-probs and entropies past each
+response's end are exactly 0. Measurements and the alternatives tried: docs/design/training.md.
 """
 
 from __future__ import annotations
@@ -76,7 +55,7 @@ def response_mask(responses: Sequence[Sequence[int]], width: int | None = None) 
 
 
 def default_overhead(device) -> int:
-    """Per-forward cost in padded tokens for :func:`plan_chunks` (see the module notes)."""
+    """Per-forward cost in padded tokens for :func:`plan_chunks` (docs/design/training.md)."""
     return 4096 if torch.device(device).type == "cuda" else 64
 
 

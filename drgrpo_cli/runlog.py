@@ -1,24 +1,12 @@
-"""The run-directory contract shared by ``train``, ``ablate`` and ``plot``.
+"""The run-directory contract shared by ``train``, ``ablate`` and ``plot``: file names, logs, atomic writes, the lock.
 
-A run directory holds:
-
-* ``config.json``   - the resolved :class:`~drgrpo_cli.config.TrainConfig` (written before step 1);
-* ``provenance.json`` - what produced the run: code commit, library versions, machine, base weights' sha256,
-  command line (:mod:`drgrpo_cli.provenance`; written before step 1, copied into summary.json);
-* ``metrics.jsonl`` - one flat JSON object per policy step, append-only, flushed every step;
-* ``samples.jsonl`` - a few decoded responses per step with reward and length;
-* ``checkpoint/``   - the latest resumable state (deleted when the run finishes);
-* ``summary.json``  - written last: ``{"status": "finished", ...}``, ``{"status": "failed", "error": ...}``, or
-  ``{"status": "interrupted", "signal": ..., "step": ...}`` (a graceful stop on SIGTERM/SIGINT);
-* ``.lock``         - locked (``flock``, through filelock) by the one process writing the run; the kernel
-  drops the lock when that process dies, so a killed run never leaves a stale lock.
-
-State is derived from the files alone (no database): ``finished`` if summary.json says so, ``failed`` if it
-says failed, ``partial`` if config.json exists otherwise (``interrupted`` runs are partial: resumable),
-``missing`` otherwise. Readers tolerate a torn last line in metrics.jsonl (a run killed mid-write) and
-report it; resuming rewrites the file without it. Whole files (summary, config, provenance, a truncated
-log) are written to a temporary name, fsynced and renamed, so a crash leaves the old file or the new one.
-JSON has no NaN: missing values (no incorrect responses this step, say) are written as ``null``.
+A run folder holds ``config.json`` and ``provenance.json`` (written before step 1), ``metrics.jsonl`` (one flat
+row per step, appended and flushed every step), ``samples.jsonl``, ``checkpoint/`` (deleted when the run
+finishes), ``summary.json`` (written last: finished, failed or interrupted) and ``.lock`` (an OS file lock held
+by the one process writing the run; it dies with that process). The state comes from the files alone:
+``finished``/``failed`` from summary.json, ``partial`` when config.json exists (interrupted runs are partial),
+else ``missing``. Readers tolerate a torn last line; whole files are written to a temporary name, fsynced and
+renamed, so a crash leaves the old file or the new one. JSON has no NaN: missing values are ``null``.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def fake_sweep_10(tmp_path_factory: pytest.TempPathFactory) -> PlotResult:
 def trainer_like_run(d: Path, *, adv_scale: str, loss_agg: str, seed: int, steps: int = 20) -> list[dict]:
     """Rows as the trainer writes them: an eval-only step-0 row, then one row per step, eval every 2 steps,
     values that change every step (so the step-0 row or a window over eval points would change the numbers)."""
-    from drgrpo_cli import trainer
+    from drgrpo_cli.metrics import run_summary
 
     d.mkdir(parents=True)
     cfg = TrainConfig(adv_scale=adv_scale, loss_agg=loss_agg, seed=seed, steps=steps, group_size=G, eval_every=2)
@@ -131,7 +131,8 @@ def trainer_like_run(d: Path, *, adv_scale: str, loss_agg: str, seed: int, steps
             row.update(ev(s))
         rows.append(row)
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (d / "summary.json").write_text(json.dumps({**trainer.summarize(rows, cfg), "status": "finished"}))
+    summary = run_summary(rows, cfg.arm, cfg.adv_scale, cfg.loss_agg, cfg.seed)
+    (d / "summary.json").write_text(json.dumps({**summary, "status": "finished"}))
     return rows
 
 

@@ -129,12 +129,13 @@ def test_sigterm_finishes_the_step_checkpoints_and_resumes_identically(tmp_path,
 
 def test_ctrl_c_through_the_cli_exits_130_with_a_checkpoint(tmp_path, small_model, reference, monkeypatch):
     from drgrpo_cli import trainer
+    from drgrpo_cli.cli.progress import TrainProgress
 
     def ctrl_c_at_2(self, step, row):
         if step == 2:
             os.kill(os.getpid(), signal.SIGINT)  # the handler only sets a flag: step 2 is complete
 
-    monkeypatch.setattr(trainer._Progress, "update", ctrl_c_at_2)
+    monkeypatch.setattr(TrainProgress, "update", ctrl_c_at_2)
     run = tmp_path / "run"
     res = runner.invoke(app, _args(run, **KILL_CFG))
     assert res.exit_code == 130, res.output

