@@ -4,9 +4,8 @@ The two biases are two independent knobs, ``adv_scale`` and ``loss_agg``, never 
 a preset (:data:`PRESETS`) sets them and nothing it does not list, and two sources that set a knob
 differently are an error (:func:`apply_switches`, :func:`from_options`). ``validate()`` checks every value
 before any work (``ConfigError``, one line) and resolves every default that depends on other fields, so
-``config.json`` holds what a run used, not ``"auto"`` (dtype, backend, the loss divisor, the
-micro-batch budget off CUDA; threads stay 0 = auto, decided by :func:`torch_threads`, as published runs
-recorded them). The reasons for each convention: docs/design/training.md.
+``config.json`` holds what a run used, not ``"auto"`` (dtype, backend, threads, the loss divisor, the
+micro-batch budget off CUDA). The reasons for each convention: docs/design/training.md.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
     gradient_checkpointing: bool = False
-    threads: int = 0  # torch intra-op threads; 0 = auto (torch_threads: 1 on the built-in models, else torch's default)
+    threads: int = 0  # torch intra-op threads; 0 = auto (resolved to 1 for the built-in models, else torch's default)
 
     # --- sampling -------------------------------------------------------------------------------
     group_size: int = 8
@@ -241,20 +240,13 @@ def _resolved(c: TrainConfig) -> TrainConfig:
     if c.task == "builtin" and (c.question_field, c.answer_field) != (None, None):
         # dataset columns mean nothing to the built-in task (older drgrpo saved "problem"/"answer" here)
         changes.update(question_field=None, answer_field=None)
+    if c.threads == 0 and c.model in BUILTIN_MODELS:
+        changes["threads"] = 1  # the tiny models' ops are too small to split: one thread is fastest
     if c.dtype == "auto":
         changes["dtype"] = resolve_dtype(c.dtype, c.device)
     if c.backend == "auto":
         changes["backend"] = resolve_backend(c.backend, c.device)
     return dataclasses.replace(c, **changes) if changes else c
-
-
-def torch_threads(cfg: TrainConfig) -> int:
-    """The torch intra-op threads a run sets: ``threads``, or for 0 (auto) one on the built-in models (their ops
-    are too small to split: one thread is fastest) and 0 = leave torch's default otherwise. Decided here, not
-    stored: ``config.json`` keeps 0, as every published run recorded it."""
-    if cfg.threads == 0 and cfg.model in BUILTIN_MODELS:
-        return 1
-    return cfg.threads
 
 
 def _micro_batch_budget(cfg: TrainConfig) -> int | None:

@@ -21,7 +21,7 @@ import torch
 
 from drgrpo_cli import microbatch, rollout, rundir, runlog
 from drgrpo_cli.batch import Batch, mean_or_nan, rollout_metrics, tag_entropy
-from drgrpo_cli.config import TrainConfig, torch_threads
+from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.errors import disk_full, is_oom, one_line
 from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
 from drgrpo_cli.metrics import run_summary
@@ -211,8 +211,8 @@ def _train(cfg: TrainConfig, out: Path, resuming: bool, changed: dict[str, list]
 def _setup(cfg: TrainConfig, out: Path, at: Position) -> _Run:
     """Threads, base weights, seeds, provenance, model(s), task, rollout backend, optimizer, micro-batch budget
     (in this order: loading a model may draw from the just-seeded torch RNG)."""
-    if torch_threads(cfg):
-        torch.set_num_threads(torch_threads(cfg))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     path = builtin_model.resolve_model_path(cfg.model)  # may build the base model (its own seeds): before seeding
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)

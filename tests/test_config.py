@@ -138,13 +138,11 @@ def test_options_become_one_config_and_a_preset_conflicts_with_any_other_source(
         from_options({"bogus": 1})
 
 
-def test_auto_threads_are_one_for_the_built_in_models():
-    from drgrpo_cli.config import torch_threads
+def test_auto_threads_resolve_to_one_for_the_built_in_models():
     from drgrpo_cli.tasks.builtin_model import RECIPES
 
     assert set(BUILTIN_MODELS) == set(RECIPES)  # config names them without importing the model code
     for model in BUILTIN_MODELS:
-        assert torch_threads(TrainConfig(model=model).validate()) == 1
-        assert TrainConfig(model=model).validate().threads == 0  # config.json keeps "auto", as published
-        assert torch_threads(TrainConfig(model=model, threads=3).validate()) == 3
-    assert torch_threads(TrainConfig(model="Qwen/Qwen2.5-Math-1.5B").validate()) == 0  # torch's default
+        assert TrainConfig(model=model).validate().threads == 1
+        assert TrainConfig(model=model, threads=3).validate().threads == 3
+    assert TrainConfig(model="Qwen/Qwen2.5-Math-1.5B").validate().threads == 0  # torch's default
