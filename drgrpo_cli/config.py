@@ -90,7 +90,7 @@ class TrainConfig:
     # --- math task (real models) ------------------------------------------------------------------
     dataset: str | None = None
     eval_datasets: tuple[str, ...] = ()
-    question_field: str | None = None  # None -> detected: problem, question or prompt (mathtask.resolve_fields)
+    question_field: str | None = None  # None -> detected: problem, question or prompt (trainer.resolve_fields)
     answer_field: str | None = None  # None -> detected: answer, solution or ground_truth
     template: str = "none"
     eval_max_prompts: int = 128

@@ -162,6 +162,3 @@ def run_state(run_dir: Path) -> str:
         return "partial"
     return "missing"
 
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / CONFIG).is_file()

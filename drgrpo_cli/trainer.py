@@ -9,6 +9,7 @@ are drawn in a fixed order and checkpointed. Resume, graceful stops and failures
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -89,10 +90,7 @@ def train(
         raise TypeError("progress=True: pass a progress object (drgrpo_cli.cli.progress.TrainProgress()) or None")
     progress = progress or None
     cfg = config.validate()
-    if cfg.task == "math":  # detected dataset columns go into config.json
-        from drgrpo_cli.tasks.math import resolve_fields
-
-        cfg = resolve_fields(cfg, echo=progress.echo if progress else None)
+    cfg = resolve_fields(cfg, echo=progress.echo if progress else None)  # detected columns go into config.json
     out = Path(out_dir)
     rundir.refuse_foreign(out, force)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +117,17 @@ def train(
             if failed is None or failed is e:
                 raise
             raise failed from e
+
+
+def resolve_fields(cfg: TrainConfig, echo: Callable[[str], None] | None = None) -> TrainConfig:
+    """``cfg`` with ``question_field``/``answer_field`` detected from a math run's datasets where they are None
+    (:func:`drgrpo_cli.tasks.math.detect_fields`); any other config is returned as it is."""
+    if cfg.task != "math" or not cfg.dataset or (cfg.question_field is not None and cfg.answer_field is not None):
+        return cfg
+    from drgrpo_cli.tasks.math import detect_fields
+
+    q, a = detect_fields(cfg.dataset, cfg.eval_datasets, cfg.question_field, cfg.answer_field, echo)
+    return dataclasses.replace(cfg, question_field=q, answer_field=a)
 
 
 def _failure(e: BaseException, at: Position) -> RunFailed | None:

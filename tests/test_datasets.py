@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from drgrpo_cli.tasks import datasets as ds
-from drgrpo_cli.tasks.datasets import DatasetError, Problem, dataset_name, load_problems
+from drgrpo_cli.tasks import Problem
+from drgrpo_cli.tasks.datasets import DatasetError, dataset_name, load_problems
 
 DATA = Path(__file__).parent / "data"
 TINY = [

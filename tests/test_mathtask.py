@@ -132,7 +132,7 @@ def _write_jsonl(path: Path, q: str, a: str) -> str:
 
 def test_resolve_fields_records_the_detected_columns(tmp_path):
     from drgrpo_cli.tasks import make_task
-    from drgrpo_cli.tasks.math import resolve_fields
+    from drgrpo_cli.trainer import resolve_fields
 
     gsm = _write_jsonl(tmp_path / "gsm.jsonl", "question", "answer")
     rl = _write_jsonl(tmp_path / "rl.jsonl", "prompt", "ground_truth")

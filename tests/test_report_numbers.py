@@ -28,7 +28,7 @@ fake10 = pytest.fixture(scope="module", name="fake10")(fake_sweep_10)  # the 10-
 
 
 def test_series_adapter_inputs_and_windows():
-    """plot's inputs (rows, DataFrame, Series, plain lists) go through metrics_math.series, then its windows."""
+    """plot's inputs (rows, DataFrame, Series, plain lists) go through metrics.series, then its windows."""
     import pandas as pd
 
     vals = [100, 100, 110, 120, 130, 140, 150, 160, 170, 180]
@@ -265,7 +265,7 @@ def test_old_metric_names_fall_back_to_pooled_and_greedy(tmp_path):
     assert "## Headline: wrong-answer length\n" in md and "Fallback: no run logged `train/derailed/len_incorrect`" in md
     assert "(This is the headline metric here; its paired comparisons are above.)" in md
     assert not any(p["metric"] == "len_incorrect_growth" for p in res.summary["paired"])
-    # headline numbers are the pooled growth, exactly as metrics_math computes them
+    # headline numbers are the pooled growth, exactly as metrics computes them
     from drgrpo_cli.metrics import run_numbers
 
     name = res.summary["arms"]["GRPO"]["runs"][0]

@@ -14,7 +14,7 @@ from tests.report_helpers import small_sweep, write_run
 sweep = pytest.fixture(scope="module", name="sweep")(small_sweep)  # the plot of the small sweep (made once)
 
 
-def test_metrics_math_and_plot_import_light():
+def test_metrics_and_plot_import_light():
     import subprocess
     import sys
 

@@ -1,5 +1,5 @@
 """Rollout backends (``interface``: what a backend is; ``hf``: the training model's own sampling loop;
-``vllm``: a colocated vLLM engine, imported only when asked for). :func:`make_backend` is the one place a
+``vllm``: a colocated vLLM engine; the vllm library is imported only when an engine is made). :func:`make_backend` is the one place a
 TrainConfig is unpacked into a backend's arguments; :func:`resolve_backend` is the one decision what ``auto``
 means (``TrainConfig.validate()`` uses it too). Nothing here imports the config module."""
 

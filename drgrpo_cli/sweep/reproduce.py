@@ -111,9 +111,10 @@ def compare_rows(published: list[dict[str, Any]], reproduced: list[dict[str, Any
     return checks
 
 
-def reproduce(run_dir: Path, out_dir: Path, steps: int = 3, progress: bool = False) -> list[RowCheck]:
+def reproduce(run_dir: Path, out_dir: Path, steps: int = 3, progress: Any = None) -> list[RowCheck]:
     """Train the first ``steps`` steps of the run in ``run_dir`` into ``out_dir`` (fresh) and compare rows
-    ``0..steps`` with the published ones. Raises :class:`ReproduceError` when the base weights differ."""
+    ``0..steps`` with the published ones (``progress``: a trainer progress object, or None for silence). Raises
+    :class:`ReproduceError` when the base weights differ."""
     from drgrpo_cli.trainer import train
 
     run_dir = Path(run_dir)

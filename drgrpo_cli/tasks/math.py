@@ -3,15 +3,14 @@
 The template gives the prompt, the stop strings and the answer extractor. Problems are drawn with the
 trainer's checkpointed RNG (``n`` distinct ones per step while the dataset has them); each ``--eval-dataset``
 is one eval set of its first ``eval_max_prompts`` problems. Every dataset is read when the task is built, so
-a bad file fails before the first step with one line. :func:`resolve_fields` records the detected dataset
+a bad file fails before the first step with one line. :func:`detect_fields` finds the dataset
 columns in the config. Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from drgrpo_cli.errors import first_line
 from drgrpo_cli.tasks.datasets import dataset_fields, dataset_name, load_problems
@@ -23,24 +22,24 @@ class MathTaskError(ValueError):
     """The math task cannot be set up; the message is one line."""
 
 
-def resolve_fields(cfg: Any, echo: Callable[[str], None] | None = None) -> Any:
-    """``cfg`` with ``question_field``/``answer_field`` detected from the datasets' first rows where they are None
-    (a math config; anything else is returned as it is). ``echo`` gets one line saying which were used."""
-    if cfg.task != "math" or not cfg.dataset or (cfg.question_field is not None and cfg.answer_field is not None):
-        return cfg
-    specs = list(dict.fromkeys([cfg.dataset, *cfg.eval_datasets]))
-    found = {spec: dataset_fields(spec, cfg.question_field, cfg.answer_field) for spec in specs}
+def detect_fields(dataset: str, eval_datasets: Sequence[str] = (), question_field: str | None = None,
+                  answer_field: str | None = None, echo: Callable[[str], None] | None = None
+                  ) -> tuple[str | None, str | None]:
+    """The (question, answer) column names for a run's datasets: each given name, else the one detected from
+    every dataset's first rows, or None where the datasets name it differently (each then uses its own).
+    ``echo`` gets one line saying which were used."""
+    specs = list(dict.fromkeys([dataset, *eval_datasets]))
+    found = {spec: dataset_fields(spec, question_field, answer_field) for spec in specs}
     qs, ans = {q for q, _ in found.values()}, {a for _, a in found.values()}
-    out = dataclasses.replace(cfg, question_field=next(iter(qs)) if len(qs) == 1 else None,
-                              answer_field=next(iter(ans)) if len(ans) == 1 else None)
+    q, a = (next(iter(qs)) if len(qs) == 1 else None), (next(iter(ans)) if len(ans) == 1 else None)
     if echo is not None:
         how = "choose with --question-field / --answer-field"
         if len(qs) == 1 and len(ans) == 1:
-            echo(f"dataset columns: question {out.question_field!r}, answer {out.answer_field!r} (detected; {how})")
+            echo(f"dataset columns: question {q!r}, answer {a!r} (detected; {how})")
         else:
-            per = "; ".join(f"{dataset_name(s)}: {q!r}, {a!r}" for s, (q, a) in found.items())
+            per = "; ".join(f"{dataset_name(s)}: {fq!r}, {fa!r}" for s, (fq, fa) in found.items())
             echo(f"dataset columns (question, answer), detected per dataset: {per} ({how})")
-    return out
+    return q, a
 
 
 class MathTask:

@@ -1,0 +1,5 @@
+"""``python -m drgrpo_cli.cli``: the ``drgrpo`` command."""
+
+from drgrpo_cli.cli.app import main
+
+main()
