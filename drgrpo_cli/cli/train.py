@@ -71,7 +71,8 @@ SkipNonfinite = Annotated[Optional[bool], _opt("--skip-nonfinite", panel=_PANEL_
     help="A NaN/Inf loss or gradient norm skips that update (counted in train/skipped_updates) instead of "
          "stopping the run." + _d("stop"))]
 Threads = Annotated[Optional[int], _opt("--threads", panel=_PANEL_RUN,
-    help="torch CPU threads; 0 = auto: 1 for the built-in models (too small to split), else torch's default."
+    help="torch CPU threads; 0 = auto: 1 for the built-in models (too small to split, recorded in config.json), "
+         "else torch's default."
          + _d(_D.threads))]
 GroupSize = Annotated[Optional[int], _opt("--group-size", "-G", panel=_PANEL_SAMPLING,
     help="Responses per prompt (G)." + _d(_D.group_size))]
