@@ -152,6 +152,18 @@ def _train(data: Any, key: str) -> list[float | None]:
         return []
 
 
+def final_value(data: Any, key: str) -> float | None:
+    """A run's final value of ``key`` (anything :func:`series` reads): for training keys the mean over the last
+    :data:`FINAL_FRAC` of training steps, for eval keys (``eval/...``, ``eval_sampled/...``) the last eval
+    point; None when it was not logged."""
+    try:
+        if key.startswith("eval"):
+            return last_value(series(data, key))
+        return tail_mean(train_series(data, key), FINAL_FRAC)
+    except KeyError:
+        return None
+
+
 def run_numbers(data: Any) -> dict[str, Any]:
     """The per-run numbers of ``summary.csv`` and of ``drgrpo plot``'s report, from a run's logged rows
     (anything :func:`series` reads), computed as the trainer's ``summary.json`` does. Keys:
@@ -165,14 +177,9 @@ def run_numbers(data: Any) -> dict[str, Any]:
       :data:`HEADLINE_FALLBACK`.
     Missing keys give None, never an error.
     """
-    out: dict[str, Any] = {
-        "final_reward": tail_mean(_train(data, "train/reward"), FINAL_FRAC),
-        "final_accuracy": tail_mean(_train(data, "train/accuracy"), FINAL_FRAC),
-    }
-    try:
-        out["eval_accuracy"] = last_value(series(data, "eval/accuracy"))
-    except KeyError:
-        out["eval_accuracy"] = None
+    out: dict[str, Any] = {"final_reward": final_value(data, "train/reward"),
+                           "final_accuracy": final_value(data, "train/accuracy"),
+                           "eval_accuracy": final_value(data, "eval/accuracy")}
     for key, prefix in HEADLINE_PREFIX.items():
         s = _train(data, key)
         early, late, growth = growth_windows(s)
@@ -188,18 +195,13 @@ def run_summary(rows: Sequence[dict[str, Any]], arm: str, adv_scale: str, loss_a
     rows), the run's arm, knobs and seed, ``final`` (training keys: :func:`tail_mean` over the last 10% of
     training steps; eval keys: the last eval point; per-state and sampled-eval keys where logged) and
     ``growth`` (:func:`length_growth` of each logged length)."""
-    final = {key: tail_mean(train_series(rows, key)) for key in (
-        "train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",
-        "train/truncated_frac")}
-    for key in ("eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"):
-        final[key] = last_value(series(rows, key))
-    for tag in ("derailed", "clean"):
-        for k in ("accuracy", "len_correct", "len_incorrect", "entropy"):
-            if any(f"train/{tag}/{k}" in r for r in rows):
-                final[f"train/{tag}/{k}"] = tail_mean(train_series(rows, f"train/{tag}/{k}"))
-    for key in ("eval_sampled/accuracy", "eval_sampled/derailed/len_incorrect"):
-        if any(key in r for r in rows):
-            final[key] = last_value(series(rows, key))
+    keys = ["train/reward", "train/accuracy", "train/len_mean", "train/len_correct", "train/len_incorrect",
+            "train/truncated_frac", "eval/accuracy", "eval/len_mean", "eval/len_correct", "eval/len_incorrect"]
+    logged = [f"train/{tag}/{k}" for tag in ("derailed", "clean") for k in ("accuracy", "len_correct",
+                                                                             "len_incorrect", "entropy")]
+    logged += ["eval_sampled/accuracy", "eval_sampled/derailed/len_incorrect"]
+    keys += [k for k in logged if any(k in r for r in rows)]
+    final = {key: final_value(rows, key) for key in keys}
     growth = {k: length_growth(train_series(rows, f"train/{k}"))
               for k in ("len_incorrect", "len_correct", "len_mean", "derailed/len_incorrect", "clean/len_correct")
               if any(f"train/{k}" in r for r in rows)}

@@ -15,23 +15,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from drgrpo_cli.metrics import (
-    FINAL_FRAC,
-    HEADLINE,
-    HEADLINE_FALLBACK,
-    headline,
-    last_value,
-    mean,
-    series,
-    tail_mean,
-    train_series,
-)
+from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, final_value, headline, mean
 from drgrpo_cli.report.provenance_table import provenance_groups
 from drgrpo_cli.report.runs import PlotContext, Run
 from drgrpo_cli.report.stats import by_seed, evaluate, mean_ci, plan_contrasts
 from drgrpo_cli.report.text import or_nan
 
-__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "difficulty_numbers", "final_metrics", "final_value",
+__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "difficulty_numbers", "final_metrics",
            "growth_numbers", "headline_numbers", "metric_words", "paired_results", "report_numbers", "summary_dict"]
 
 #: The metrics compared between arms (names as in ablate's summary.csv / paired.csv).
@@ -45,8 +35,6 @@ FINAL_METRICS = (
     ("train/len_incorrect", "len incorrect", 1),
     ("eval/accuracy", "eval accuracy", 3),
 )
-#: The final values :func:`~drgrpo_cli.metrics.run_numbers` has, by metric key.
-_RUN_NUMBER = {"train/reward": "final_reward", "train/accuracy": "final_accuracy", "eval/accuracy": "eval_accuracy"}
 _DIFF_KEY = re.compile(r"^difficulty/k(\d+)/(groups|abs_adv)$")
 
 
@@ -120,25 +108,11 @@ def headline_numbers(ctx: PlotContext) -> dict[str, dict[str, Any]]:
     return out
 
 
-def final_value(run: Run, key: str) -> float | None:
-    """A run's final value of ``key``, as its ``summary.json``'s ``final``: the run_numbers value where
-    run_numbers has one; else, by the same rule, the mean over the last 10% of training steps (step >= 1)
-    for train keys and the last eval point for eval keys."""
-    if key in _RUN_NUMBER:
-        return run.numbers[_RUN_NUMBER[key]]
-    f = run.frame
-    if key not in f.columns:
-        return None
-    if key.startswith("eval/"):
-        return last_value(series(f, key))
-    return tail_mean(train_series(f, key), FINAL_FRAC)
-
-
 def final_metrics(ctx: PlotContext, named_evals: list[str]) -> dict[str, dict[str, Any]]:
     """Per arm and metric key (:data:`FINAL_METRICS`, then the named evals' accuracy): mean_ci over seeds
-    of :func:`final_value`."""
+    of :func:`drgrpo_cli.metrics.final_value` (summary.json's ``final`` rule)."""
     keys = [k for k, _, _ in FINAL_METRICS] + [f"eval/{n}/accuracy" for n in named_evals]
-    return {arm: {key: mean_ci(final_value(r, key) for r in ctx.runs_by_arm[arm]) for key in keys}
+    return {arm: {key: mean_ci(final_value(r.frame, key) for r in ctx.runs_by_arm[arm]) for key in keys}
             for arm in ctx.arms}
 
 
