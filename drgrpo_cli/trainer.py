@@ -311,9 +311,9 @@ def _rollout(run: _Run):
     problems = task.sample(cfg.prompts_per_step, run.rng)
     prompts = _Prompts()
     for p in problems:
-        for text, tag in task.rollout_prompts(p, cfg.group_size, run.rng):
-            prompts.texts.append(text)
-            prompts.tags.append(tag)
+        for rp in task.rollout_prompts(p, cfg.group_size, run.rng):
+            prompts.texts.append(rp.prompt)
+            prompts.tags.append(rp.tag)
             prompts.golds.append(p.answer)
     prompts.ids = [run.encode(t) for t in prompts.texts]
     samples = run.backend.generate(prompts.ids, max_new_tokens=cfg.max_tokens, temperature=cfg.temperature,
@@ -403,7 +403,8 @@ def _eval_pass(run: _Run, prefix: str, k: int, greedy: bool) -> dict[str, float]
     pooled: list[Batch] = []
     for name, items in run.task.eval_sets().items():
         items = [it for it in items for _ in range(k)]
-        prompts = _Prompts([t for _, t, _ in items], [tag for _, _, tag in items], [p.answer for p, _, _ in items])
+        prompts = _Prompts([it.prompt for it in items], [it.tag for it in items],
+                           [it.problem.answer for it in items])
         prompts.ids = [run.encode(text) for text in prompts.texts]
         outs = []
         for i in range(0, len(prompts.ids), 256):
