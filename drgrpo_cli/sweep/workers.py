@@ -136,10 +136,7 @@ def _exit_text(code: int | None) -> str:
     if code is None:
         return "no exit code"
     if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
+        return f"killed by {signal_name(-code)}"
     return f"exit code {code}"
 
 

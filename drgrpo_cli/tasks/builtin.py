@@ -45,6 +45,11 @@ def hide_operand(prompt: str) -> str:
     return prompt.split("+", 1)[0] + "+" + HIDDEN + "="
 
 
+def state_prompt(problem: Problem, derailed: bool) -> tuple[str, str]:
+    """(prompt text, tag) of ``problem`` in the failure state (operand hidden, ``derailed``) or not (``clean``)."""
+    return (hide_operand(problem.question), "derailed") if derailed else (problem.question, "clean")
+
+
 def parse_answer(response: str) -> str | None:
     """The digits after the last ``#`` of a response (eos already stripped), or None."""
     if ANSWER_MARK not in response:
@@ -78,9 +83,7 @@ class BuiltinTask:
         """The ``group_size`` prompt texts of one group, each tagged ``derailed`` (operand hidden) or ``clean``."""
         out = []
         for _ in range(group_size):
-            derailed = rng.random() < self.derail_prob
-            out.append(RolloutPrompt(hide_operand(problem.question), "derailed") if derailed
-                       else RolloutPrompt(problem.question, "clean"))
+            out.append(RolloutPrompt(*state_prompt(problem, rng.random() < self.derail_prob)))
         return out
 
     def eval_sets(self) -> dict[str, list[EvalItem]]:
@@ -88,9 +91,7 @@ class BuiltinTask:
         items = []
         for i, (a, b) in enumerate(self.eval_pairs):
             p = make_problem(a, b)
-            derailed = i % 2 == 1 and self.derail_prob > 0
-            items.append(EvalItem(p, hide_operand(p.question), "derailed") if derailed
-                         else EvalItem(p, p.question, "clean"))
+            items.append(EvalItem(p, *state_prompt(p, i % 2 == 1 and self.derail_prob > 0)))
         return {"": items}
 
     def reward(self, response: str, gold: str, truncated: bool) -> float:

@@ -221,15 +221,14 @@ def check_base(name: str = "builtin", *, samples: int = 8, seed: int = 0, max_to
     from drgrpo_cli.policy import load_model, load_tokenizer
     from drgrpo_cli.rollout.hf import HFBackend
     from drgrpo_cli.tasks.interface import EvalItem
-    from drgrpo_cli.tasks.builtin import BuiltinTask, builtin_reward, hide_operand
+    from drgrpo_cli.tasks.builtin import BuiltinTask, builtin_reward, state_prompt
 
     path = str(build_base(name))
     tok, model = load_tokenizer(path), load_model(path)
     backend = HFBackend(model, tok)
     task = BuiltinTask()
     # the prompts RL trains on (a fixed sample of training pairs, half with the operand hidden), and held-out ones
-    train = [EvalItem(p, hide_operand(p.question), "derailed") if i % 2 else EvalItem(p, p.question, "clean")
-             for i, p in enumerate(task.sample(128, random.Random(seed)))]
+    train = [EvalItem(p, *state_prompt(p, i % 2 == 1)) for i, p in enumerate(task.sample(128, random.Random(seed)))]
     sets = {"train": train, "eval": task.eval_sets()[""]}
     out: dict[str, dict[str, float]] = {}
     with torch.random.fork_rng(devices=[]):

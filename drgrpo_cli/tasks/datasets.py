@@ -259,7 +259,7 @@ def _hub_unreachable(hf: Any) -> str | None:
     return None
 
 
-def _read_hub(spec: str) -> list[tuple[str, Any]]:
+def _read_hub(spec: str) -> Iterator[tuple[str, Any]]:
     parts = spec.split(":")
     if len(parts) > 3 or not all(parts):
         raise DatasetError(f"dataset spec {spec!r}: expected name, name:split or name:config:split")
@@ -292,4 +292,4 @@ def _read_hub(spec: str) -> list[tuple[str, Any]]:
             raise DatasetError(f"dataset {name!r} has splits {', '.join(splits)}; pick one as {name}:SPLIT")
     if split not in splits:
         raise DatasetError(f"dataset {name!r} has no split {split!r} (splits: {', '.join(splits) or 'none'})")
-    return [(f"row {i}", dict(row)) for i, row in enumerate(ds[split], 1)]
+    return ((f"row {i}", dict(row)) for i, row in enumerate(ds[split], 1))  # lazy: the first row, or up to a limit
