@@ -18,6 +18,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from drgrpo_cli.cli.options import fail
+
 GRID_HELP = ("Grid TOML file, or the name of a bundled grid: bias-2x2 (default), loss-modes, "
              "qwen-math-1.5b-2x2. See ablations/README.md for the format.")
 
@@ -37,11 +39,6 @@ def parse_seeds(text: str) -> list[int]:
     if len(seeds) != len(set(seeds)):
         raise ValueError(f"--seeds lists a seed twice: {text!r}")
     return seeds
-
-
-def _fail(msg: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {msg}", err=True)
-    return typer.Exit(code)
 
 
 def ablate_cli(
@@ -84,26 +81,26 @@ def ablate_cli(
     try:
         if status is not None:
             if grid is not None or seeds or set_ or dry_run or force:
-                raise _fail("--status takes only a sweep directory (no grid, --seeds, --set, --dry-run or --force)")
+                raise fail("--status takes only a sweep directory (no grid, --seeds, --set, --dry-run or --force)")
             ablate_status(status)
             return
         try:
             seed_list = parse_seeds(seeds) if seeds is not None else None
         except ValueError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
         result = ablate(grid, seeds=seed_list, sets=tuple(set_ or ()), out=out, workers=workers, backend=backend,
                         address=address, dry_run=dry_run, force=force)
     except typer.Exit:
         raise
     except (GridError, ConfigError, AblateError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     except KeyboardInterrupt as e:
         code = getattr(e, "exit_code", 130)  # interrupt.Interrupted: 128 + signum
         typer.echo(f"interrupted{': ' + str(e) if str(e) else ''}: the runs are resumable, run the same command "
                    f"again to continue", err=True)
         raise typer.Exit(code) from None
     except Exception as e:  # noqa: BLE001 - never a bare "Aborted." or a traceback: one line, exit 1
-        raise _fail(f"the sweep stopped: {one_line(e)}; the runs were stopped and recorded, run the same command "
+        raise fail(f"the sweep stopped: {one_line(e)}; the runs were stopped and recorded, run the same command "
                     f"again to continue", 1) from None
     if result.exit_code:
         raise typer.Exit(result.exit_code)

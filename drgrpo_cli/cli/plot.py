@@ -3,8 +3,8 @@
     from drgrpo_cli.cli.plot import plot_cli
     app.command("plot")(plot_cli)
 
-Importing this module costs typer + the standard library only (matplotlib/pandas load inside
-:func:`drgrpo_cli.report.plot.plot`), so ``drgrpo --help`` / ``drgrpo plot --help`` stay fast.
+Importing this module costs typer + the standard library only (the report library loads inside the
+command), so ``drgrpo --help`` / ``drgrpo plot --help`` stay fast.
 Exit codes: 0 = written (warnings go to stderr), 2 = :class:`~drgrpo_cli.report.plot.PlotError` (one line on
 stderr) or a usage error from typer.
 """
@@ -16,7 +16,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from drgrpo_cli.report.plot import DEFAULT_MULTI_OUT, FORMATS, PlotError, plot
+from drgrpo_cli.cli.options import fail
+from drgrpo_cli.report import DEFAULT_MULTI_OUT, FORMATS
 
 
 def plot_cli(
@@ -72,13 +73,14 @@ def plot_cli(
     from rich.console import Console
     from rich.markup import escape
 
+    from drgrpo_cli.report.plot import PlotError, plot
+
     console = Console(soft_wrap=True, highlight=False)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     try:
         result = plot(list(paths), out=out, metrics=list(metric or []), smooth=smooth, formats=tuple(format))
     except PlotError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     for w in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(w)}")
     for p in result.files:

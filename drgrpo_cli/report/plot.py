@@ -10,12 +10,12 @@ matplotlib nor pandas (the CLI's ``--help`` stays fast). Design notes: docs/desi
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, headline_key, run_numbers, train_series
+from drgrpo_cli.report import DEFAULT_MULTI_OUT, FORMATS
 from drgrpo_cli.report.curves import auto_smooth
 from drgrpo_cli.report.figures import arm_styles, write_figures
 from drgrpo_cli.report.markdown import markdown_to_html, report_markdown
@@ -23,12 +23,10 @@ from drgrpo_cli.report.numbers import report_numbers, summary_dict
 from drgrpo_cli.report.provenance_table import provenance_warnings
 from drgrpo_cli.report.runs import PlotContext, PlotError, Run, discover, group_by_arm, read_frames, split_mixed_arms
 from drgrpo_cli.report.stats import arm_knobs
+from drgrpo_cli.runlog import write_text_atomic
 
 __all__ = ["DEFAULT_MULTI_OUT", "FORMATS", "PlotError", "PlotResult", "plot"]
 
-FORMATS = ("png", "svg", "pdf")
-#: Default output folder when the inputs are not exactly one sweep folder (relative to the working dir).
-DEFAULT_MULTI_OUT = Path("drgrpo-plot")
 SWEEP_OUT = "figures"
 
 
@@ -79,8 +77,8 @@ def plot(
     files, embedded, figs = write_figures(ctx, nums, metric_keys, out_dir, warnings)
     md = report_markdown(ctx, paths, files, embedded, warnings, nums)
     report, report_html = out_dir / "report.md", out_dir / "report.html"
-    _write_text(report, md + "\n")
-    _write_text(report_html, markdown_to_html(md))
+    write_text_atomic(report, md + "\n")
+    write_text_atomic(report_html, markdown_to_html(md))
     files += [report, report_html]
     return PlotResult(files=files, report=report, warnings=warnings, out=out_dir, summary=summary_dict(ctx, nums),
                       figures=figs)
@@ -166,9 +164,3 @@ def _eval_warnings(runs: Sequence[Run], warnings: list[str]) -> bool:
             if not has_eval_run[r.name]:
                 warnings.append(f"{r.name}: no eval rows; left out of the eval panels")
     return has_eval
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

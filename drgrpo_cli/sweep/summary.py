@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from drgrpo_cli.metrics import HEADLINE_FALLBACK, headline, headline_key, mean, run_numbers
 from drgrpo_cli.report.stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
-from drgrpo_cli.runlog import CONFIG, run_state
+from drgrpo_cli.runlog import CONFIG, run_state, write_text_atomic
 from drgrpo_cli.sweep.grid_json import read_grid_json
 from drgrpo_cli.sweep.plan import read_rows, sweep_runs
 
@@ -182,10 +181,8 @@ def paired_csv_text(rows: Sequence[PairedRow]) -> str:
 
 
 def _write_if_changed(path: Path, text: str) -> Path:
-    if not path.exists() or path.read_text() != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_text_atomic(path, text)
     return path
 
 
