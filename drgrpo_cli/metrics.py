@@ -209,6 +209,23 @@ def run_summary(rows: Sequence[dict[str, Any]], arm: str, adv_scale: str, loss_a
             "loss_agg": loss_agg, "seed": seed, "final": final, "growth": growth}
 
 
+#: The per-run numbers arms are compared on, paired by seed (``paired.csv`` and ``drgrpo plot``'s report).
+PAIRED_METRICS = ("headline_growth", "final_reward", "len_incorrect_growth")
+
+
+def paired_metrics(key: str) -> tuple[str, ...]:
+    """:data:`PAIRED_METRICS` of a sweep whose headline is ``key``: the pooled wrong-answer growth is left out
+    when it is the headline already."""
+    return tuple(m for m in PAIRED_METRICS if not (m == "len_incorrect_growth" and key == HEADLINE_FALLBACK))
+
+
+def paired_value(numbers: dict[str, Any], metric: str, key: str) -> float | None:
+    """One run's value of a paired metric, from its :func:`run_numbers` (``key``: the sweep's headline key)."""
+    if metric == "headline_growth":
+        return headline(numbers, key)["growth"]
+    return numbers.get(metric)
+
+
 def headline_key(numbers: Iterable[dict[str, Any]]) -> str:
     """The headline key for a set of runs (:func:`run_numbers` dicts): :data:`HEADLINE` if every run logged
     it, else :data:`HEADLINE_FALLBACK` for all of them (comparisons need one metric)."""

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, final_value, headline, mean
+from drgrpo_cli.metrics import (HEADLINE, PAIRED_METRICS, final_value, headline, mean,
+                                paired_metrics, paired_value)
 from drgrpo_cli.report.provenance_table import provenance_groups
 from drgrpo_cli.report.runs import PlotContext, Run
 from drgrpo_cli.report.stats import by_seed, evaluate, mean_ci, plan_contrasts
@@ -25,7 +26,6 @@ __all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "difficulty_numbe
            "growth_numbers", "headline_numbers", "metric_words", "paired_results", "report_numbers", "summary_dict"]
 
 #: The metrics compared between arms (names as in ablate's summary.csv / paired.csv).
-PAIRED_METRICS = ("headline_growth", "final_reward", "len_incorrect_growth")
 #: The final-metrics table: (metric key, column label, decimals).
 FINAL_METRICS = (
     ("train/reward", "reward", 3),
@@ -59,12 +59,6 @@ def report_numbers(ctx: PlotContext, named_evals: list[str]) -> ReportNumbers:
 
 # ------------------------------------------------------------------------------------------------------
 # paired comparisons
-def _metric_value(ctx: PlotContext, metric: str, numbers: dict[str, Any]) -> float | None:
-    if metric == "headline_growth":
-        return headline(numbers, ctx.headline_key)["growth"]
-    return numbers.get(metric)
-
-
 def metric_words(ctx: PlotContext, metric: str) -> tuple[str, str, int]:
     """(words, unit, decimals) of a paired metric."""
     if metric == "headline_growth":
@@ -77,7 +71,7 @@ def metric_words(ctx: PlotContext, metric: str) -> tuple[str, str, int]:
 
 def _per_seed(ctx: PlotContext, metric: str) -> dict[str, dict[Any, float | None]]:
     """Per arm, seed -> the metric, over finished runs only (as ``paired.csv``: a partial run's windows differ)."""
-    return {a: by_seed((r.seed, _metric_value(ctx, metric, r.numbers)) for r in ctx.runs_by_arm[a]
+    return {a: by_seed((r.seed, paired_value(r.numbers, metric, ctx.headline_key)) for r in ctx.runs_by_arm[a]
                        if r.state == "finished") for a in ctx.arms}
 
 
@@ -85,9 +79,7 @@ def paired_results(ctx: PlotContext) -> list[dict[str, Any]]:
     """The paired comparisons (:func:`drgrpo_cli.report.stats.plan_contrasts` from the knobs) for each metric."""
     contrasts = plan_contrasts(ctx.knobs)
     out = []
-    for metric in PAIRED_METRICS:
-        if metric == "len_incorrect_growth" and ctx.headline_key == HEADLINE_FALLBACK:
-            continue  # the headline is already the pooled length
+    for metric in paired_metrics(ctx.headline_key):
         by_arm = _per_seed(ctx, metric)
         for c in contrasts:
             out.append({"metric": metric, "contrast": c, "result": evaluate(c, by_arm)})

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from drgrpo_cli.metrics import HEADLINE_FALLBACK, headline, headline_key, mean, run_numbers
+from drgrpo_cli.metrics import (HEADLINE_FALLBACK, PAIRED_METRICS, headline_key, mean, paired_metrics, paired_value,
+                                run_numbers)
 from drgrpo_cli.report.stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
 from drgrpo_cli.runlog import CONFIG, run_state, write_text_atomic
 from drgrpo_cli.sweep.grid_json import read_grid_json
@@ -34,7 +35,6 @@ PAIRED_COLUMNS = ("metric", "key", "comparison", "kind", "n_seeds", "mean_diff",
                   "seeds", "per_seed", "detail")
 #: The metrics compared between arms (names as in summary.csv): the headline growth, the final reward, and
 #: the pooled wrong-answer length growth (secondary).
-PAIRED_METRICS = ("headline_growth", "final_reward", "len_incorrect_growth")
 
 
 def _csv_number(x: float | None) -> str:
@@ -123,11 +123,7 @@ def arm_summaries(sweep_dir: Path, runs: Iterable[tuple[str, str, int]] | None =
     out = []
     for arm, members in by_arm.items():
         done = [(seed, nums[d]) for d, s, seed in members if s == "finished"]
-        values = {
-            "headline_growth": [(seed, headline(n, key)["growth"]) for seed, n in done],
-            "final_reward": [(seed, n["final_reward"]) for seed, n in done],
-            "len_incorrect_growth": [(seed, n["len_incorrect_growth"]) for seed, n in done],
-        }
+        values = {m: [(seed, paired_value(n, m, key)) for seed, n in done] for m in PAIRED_METRICS}
         knobs = arm_knobs([configs[d] for d, _, _ in members if d in configs])
         out.append(ArmSummary(
             arm=arm,
@@ -153,9 +149,7 @@ def paired_comparisons(arms: Sequence[ArmSummary]) -> list[PairedRow]:
     key = arms[0].headline_metric if arms else HEADLINE_FALLBACK
     keys = {"headline_growth": key, "final_reward": "train/reward", "len_incorrect_growth": HEADLINE_FALLBACK}
     rows = []
-    for metric in PAIRED_METRICS:
-        if metric == "len_incorrect_growth" and key == HEADLINE_FALLBACK:
-            continue  # the headline is already the pooled length
+    for metric in paired_metrics(key):
         by_arm = {a.arm: a.per_seed.get(metric, {}) for a in arms}
         for c in contrasts:
             rows.append(PairedRow(metric=metric, key=keys[metric], comparison=c.name, kind=c.kind, detail=c.detail,
