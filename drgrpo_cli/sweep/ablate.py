@@ -83,7 +83,7 @@ def ablate(
     grid = load_grid(grid_path, seeds=seeds, sets=sets)
     sweep_dir = _sweep_dir(grid, out)
     check_grid_json(sweep_dir, grid, force=force)
-    result = _plan(grid, sweep_dir, backend, workers, force)
+    result = _plan(grid, sweep_dir, backend, workers, force, read_last=dry_run)  # the dry run shows them
     if not force:
         refuse_library_change(result.todo)
     con = make_console(console)
@@ -117,9 +117,10 @@ def _sweep_dir(grid: Grid, out: Path | str | None) -> Path:
     return sweep_dir
 
 
-def _plan(grid: Grid, sweep_dir: Path, backend: str, workers: int | None, force: bool) -> SweepResult:
+def _plan(grid: Grid, sweep_dir: Path, backend: str, workers: int | None, force: bool,
+          read_last: bool = True) -> SweepResult:
     """The runs, their states and actions, and the local workers they would get."""
-    runs = plan_runs(grid, sweep_dir, force=force)
+    runs = plan_runs(grid, sweep_dir, force=force, read_last=read_last)
     n_workers, threads = plan_workers([r for r in runs if r.action != "skip"], _specs(grid), workers)
     return SweepResult(sweep_dir=sweep_dir, name=grid.name, runs=runs, arms=[], backend=backend, workers=n_workers,
                        threads=threads)

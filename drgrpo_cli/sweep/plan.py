@@ -95,7 +95,9 @@ def _steps_of(run_dir: Path, default: int | None = None) -> int | None:
         return default
 
 
-def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False) -> list[RunResult]:
+def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False, read_last: bool = True) -> list[RunResult]:
+    """Each run of the grid with its state and action; ``read_last``: also its last logged step and values
+    (the plan table and the live board show them)."""
     out = []
     for spec in grid.runs:
         d = Path(sweep_dir) / spec.name
@@ -103,7 +105,7 @@ def plan_runs(grid: Grid, sweep_dir: Path, *, force: bool = False) -> list[RunRe
         action = "restart" if force and state != "missing" else ACTIONS[state]
         r = RunResult(name=spec.name, arm=spec.arm, seed=spec.seed, dir=d, before=state, action=action,
                       status=state, steps=spec.config.steps)
-        if state in ("finished", "partial", "failed") and not force:
+        if read_last and state in ("finished", "partial", "failed") and not force:
             r.read_last_row()
         out.append(r)
     return out

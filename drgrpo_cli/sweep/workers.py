@@ -193,14 +193,15 @@ def _finish(job: RunResult, report: dict[str, Any] | None, death: str | None, sw
         error = f"worker died ({death or 'unknown cause'}) before reporting"
     if error and state == "partial" and kind != "InUseError":  # never write into a run another process holds
         _write_run_summary(job.dir, "failed", error)
+    state = run_state(job.dir)  # after any summary written above
     if stopped:
         summary = read_summary(job.dir) or {}
         at = summary.get("checkpoint_step")
-        job.status = "interrupted" if run_state(job.dir) == "partial" else run_state(job.dir)
+        job.status = "interrupted" if state == "partial" else state
         job.error = (f"interrupted by {summary.get('signal', 'a signal')}, "
                      + (f"checkpoint at step {at}" if at else "resumes from its last checkpoint"))
     else:
-        job.status = "failed" if error else run_state(job.dir)
+        job.status = "failed" if error else state
         job.error = error
     job.seconds = (report or {}).get("seconds") or (time.monotonic() - t0)
     job.read_last_row()
@@ -216,19 +217,21 @@ def _pump(get: Callable[[], Any], board: Board, reports: dict[str, dict[str, Any
             return
         except (EOFError, OSError, ConnectionError, BrokenPipeError):
             return
-        if kind == "done":
-            reports[name] = data
-        board.event(kind, name, data)
+        _handle(kind, name, data, board, reports)
+
+
+def _handle(kind: str, name: str, data: Any, board: Board, reports: dict[str, dict[str, Any]]) -> None:
+    """One worker message: a ``done`` report is kept; every message goes to the board."""
+    if kind == "done":
+        reports[name] = data
+    board.event(kind, name, data)
 
 
 def _drain(conn: Any, board: Board, reports: dict[str, dict[str, Any]]) -> None:
     """Handle every message waiting in a worker's pipe; close it at its end (the worker exited) or if garbled."""
     try:
         while not conn.closed and conn.poll():
-            kind, name, data = conn.recv()
-            if kind == "done":
-                reports[name] = data
-            board.event(kind, name, data)
+            _handle(*conn.recv(), board, reports)
     except Exception:  # noqa: BLE001 - EOFError, or a message cut by a killed worker: only its own pipe
         conn.close()
 
