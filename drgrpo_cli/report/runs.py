@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from drgrpo_cli.config import arm_label
 from drgrpo_cli.metrics import HEADLINE_FALLBACK
+from drgrpo_cli.report.stats import knobs_of
 from drgrpo_cli.report.text import value_text
 from drgrpo_cli.runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
 
@@ -194,7 +195,7 @@ def _label(run: Run, mapping: dict[str, str]) -> bool:
     if isinstance(run.config.get("arm"), str) and run.config["arm"]:
         run.arm, run.arm_source = run.config["arm"], "config"
     else:
-        run.arm = arm_label(str(run.config.get("adv_scale", "group")), str(run.config.get("loss_agg", "seq_mean")))
+        run.arm = arm_label(*knobs_of(run.config))
         run.arm_source = "knobs"
     return not mapping
 
