@@ -19,8 +19,13 @@ from typing import Any
 from drgrpo_cli.rollout import resolve_backend
 from drgrpo_cli.rollout.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 
-ADV_SCALES = ("group", "batch", "none")
-LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum")
+ADV_SCALES = ("group", "batch", "none", "mean")
+BASELINES = ("group", "loo")
+LOSS_AGGS = ("seq_mean", "token_mean", "max_tokens", "seq_sum", "prompt_mean")
+RATIO_LEVELS = ("token", "sequence")
+POLICY_LOSSES = ("ppo", "cispo")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_PLACES = ("loss", "reward")
 BACKENDS = ("auto", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: The built-in base models (the recipes of ``tasks.builtin_model``; a test checks that the two agree).
@@ -36,7 +41,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # DAPO's loss: std-scaled advantages, token-level mean over the batch, clip-higher (0.2 / 0.28).
     # DAPO's dynamic sampling and overlong reward shaping are not part of this preset.
     "dapo": {"adv_scale": "group", "loss_agg": "token_mean", "epsilon_high": 0.28},
+    # DAPO in full (arXiv 2503.14476): the loss and clip-higher above, plus dynamic sampling (groups whose
+    # correctness does not vary are dropped and refilled), the soft overlong penalty over the last 20% of
+    # max_tokens, and truncated responses masked out of the loss and the group statistics.
+    "dapo-full": {"adv_scale": "group", "loss_agg": "token_mean", "epsilon_high": 0.28, "dynamic_sampling": True,
+                  "overlong_buffer_frac": 0.2, "overlong_penalty": 1.0, "mask_truncated": True},
+    # GSPO (arXiv 2507.18071): one sequence-level ratio per response, its clip range, a per-response mean.
+    "gspo": {"ratio_level": "sequence", "loss_agg": "seq_mean", "epsilon": 3e-4, "epsilon_high": 4e-4},
+    # CISPO (arXiv 2506.13585): REINFORCE weighted by the stop-gradient ratio capped at 1 + epsilon_high,
+    # token mean.
+    "cispo": {"policy_loss": "cispo", "loss_agg": "token_mean"},
 }
+
+#: The knobs that shape the objective (advantage, aggregation, ratio, shaping, KL): an arm of a sweep is
+#: identified by their values (drgrpo_cli.report.stats, drgrpo_cli.sweep.grid).
+OBJECTIVE_KNOBS = ("adv_scale", "baseline", "loss_agg", "length_alpha", "ratio_level", "policy_loss",
+                   "dynamic_sampling", "overlong_buffer_frac", "mask_truncated", "kl_estimator", "kl_in")
 
 
 class ConfigError(ValueError):
@@ -51,6 +71,19 @@ class TrainConfig:
     adv_std_ddof: int = 1
     adv_eps: float = 1e-6
     loss_max_tokens: int | None = None  # None -> max_tokens (resolved by validate())
+
+    # --- the objectives that followed Dr. GRPO (each its own knob; defaults = GRPO / Dr. GRPO as above) ----
+    baseline: str = "group"  # group: r - mean_g | loo: r - mean of the other G-1 (RLOO)
+    length_alpha: float = 0.0  # Delta-L: A_i * L_i^-a / mean_g L_j^-a (0: off)
+    ratio_level: str = "token"  # token | sequence (GSPO: exp of the response's mean log-ratio)
+    policy_loss: str = "ppo"  # ppo: clipped surrogate | cispo: -sg(min(rho, 1+eps_high)) * A * log pi
+    dynamic_sampling: bool = False  # DAPO: drop groups whose correctness does not vary, refill the batch
+    dynamic_sampling_max_rounds: int = 4  # most generation rounds per step with dynamic_sampling
+    overlong_buffer_frac: float = 0.0  # DAPO soft overlong penalty over the last frac * max_tokens tokens (0: off)
+    overlong_penalty: float = 1.0  # the penalty's size at max_tokens
+    mask_truncated: bool = False  # truncated responses out of the loss and the group statistics
+    kl_estimator: str = "k3"  # k1: log(pi/ref) | k2: (log(pi/ref))^2 / 2 | k3: ref/pi - log(ref/pi) - 1
+    kl_in: str = "loss"  # loss: + beta * k per token | reward: r - beta * sum_t k before the advantages
 
     # --- run ------------------------------------------------------------------------------------
     steps: int = 200
@@ -153,6 +186,10 @@ def _check_choices(c: TrainConfig) -> None:
         raise ConfigError(f"adv_scale must be one of {', '.join(ADV_SCALES)}, got {c.adv_scale!r}")
     if c.loss_agg not in LOSS_AGGS:
         raise ConfigError(f"loss_agg must be one of {', '.join(LOSS_AGGS)}, got {c.loss_agg!r}")
+    for name, allowed in (("baseline", BASELINES), ("ratio_level", RATIO_LEVELS), ("policy_loss", POLICY_LOSSES),
+                          ("kl_estimator", KL_ESTIMATORS), ("kl_in", KL_PLACES)):
+        if getattr(c, name) not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
     if c.backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
     if c.dtype not in DTYPES:
@@ -163,7 +200,7 @@ def _check_choices(c: TrainConfig) -> None:
 
 def _check_counts(c: TrainConfig) -> None:
     positive = ("steps", "group_size", "prompts_per_step", "max_tokens", "ppo_epochs", "mini_batches",
-                "micro_batches", "eval_max_prompts")
+                "micro_batches", "eval_max_prompts", "dynamic_sampling_max_rounds")
     for name in positive:
         if getattr(c, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(c, name)}")
@@ -174,7 +211,7 @@ def _check_counts(c: TrainConfig) -> None:
             raise ConfigError(f"{name} must be >= 0, got {getattr(c, name)}")
     if c.group_size < 2:
         raise ConfigError("group_size must be >= 2: a group-relative advantage needs two responses")
-    if c.adv_scale != "none" and c.adv_std_ddof >= c.group_size:
+    if c.adv_scale in ("group", "batch") and c.adv_std_ddof >= c.group_size:
         raise ConfigError(f"adv_std_ddof={c.adv_std_ddof} needs group_size > ddof")
 
 
@@ -197,6 +234,18 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {c.max_grad_norm}")
     if not 0 <= c.derail_prob <= 1:
         raise ConfigError(f"derail_prob must be in [0, 1], got {c.derail_prob}")
+    if not c.length_alpha >= 0:
+        raise ConfigError(f"length_alpha must be >= 0, got {c.length_alpha}")
+    if not 0 <= c.overlong_buffer_frac < 1:
+        raise ConfigError(f"overlong_buffer_frac must be in [0, 1), got {c.overlong_buffer_frac}")
+    if not c.overlong_penalty >= 0:
+        raise ConfigError(f"overlong_penalty must be >= 0, got {c.overlong_penalty}")
+    if c.adv_scale == "mean" and c.overlong_buffer_frac > 0:
+        raise ConfigError("adv_scale 'mean' divides by the group's mean reward, which the overlong penalty can make "
+                          "negative; set overlong_buffer_frac to 0")
+    if c.adv_scale == "mean" and c.beta > 0 and c.kl_in == "reward":
+        raise ConfigError("adv_scale 'mean' divides by the group's mean reward, which a KL penalty in the reward can "
+                          "make negative; use kl_in 'loss'")
     if c.max_tokens_per_micro_batch is not None and c.max_tokens_per_micro_batch < 0:
         raise ConfigError(f"max_tokens_per_micro_batch must be >= 0 (0 = auto), got {c.max_tokens_per_micro_batch}")
     if c.max_tokens_per_micro_batch and c.micro_batches > 1:
@@ -358,16 +407,17 @@ def apply_switches(
     preset: str | None = None,
     std: bool | None = None,
     fixed_len: bool | None = None,
-    adv_scale: str | None = None,
-    loss_agg: str | None = None,
-    epsilon_high: float | None = None,
+    **explicit: Any,
 ) -> dict[str, Any]:
-    """Resolve ``--preset``, ``--std/--no-std``, ``--fixed-len/--seq-len``, ``--adv-scale``, ``--loss-agg`` and
-    ``--epsilon-high`` (which ``--preset dapo`` sets too).
+    """Resolve ``--preset``, ``--std/--no-std``, ``--fixed-len/--seq-len`` and the explicit value of any knob a
+    preset sets (:data:`SWITCHED`, given as keyword arguments; None: not given).
 
     Each source may set each knob; two sources that set the same knob to different values are a
     conflict (ConfigError), never silently resolved by precedence.
     """
+    unknown = sorted(set(explicit) - set(SWITCHED))
+    if unknown:
+        raise TypeError(f"apply_switches: not a switched knob: {', '.join(unknown)}")
     out = dict(base)
     sources: dict[str, tuple[str, Any]] = {}
 
@@ -387,17 +437,16 @@ def apply_switches(
         put("adv_scale", "group" if std else "none", "--std" if std else "--no-std")
     if fixed_len is not None:
         put("loss_agg", "max_tokens" if fixed_len else "seq_mean", "--fixed-len" if fixed_len else "--seq-len")
-    if adv_scale is not None:
-        put("adv_scale", adv_scale, f"--adv-scale {adv_scale}")
-    if loss_agg is not None:
-        put("loss_agg", loss_agg, f"--loss-agg {loss_agg}")
-    if epsilon_high is not None:
-        put("epsilon_high", epsilon_high, "--epsilon-high")
+    for k in SWITCHED:
+        if explicit.get(k) is not None:
+            v = explicit[k]
+            put(k, v, f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f" {v}"))
     return out
 
 
-#: Fields that :func:`apply_switches` treats as a source beside the preset and the two switches.
-SWITCHED = ("adv_scale", "loss_agg", "epsilon_high")
+#: Fields that :func:`apply_switches` treats as a source beside the preset and the two switches: the two
+#: bias knobs and every field a preset sets.
+SWITCHED = tuple(dict.fromkeys(["adv_scale", "loss_agg", *(k for p in PRESETS.values() for k in p)]))
 
 
 def from_options(options: dict[str, Any], *, preset: str | None = None, std: bool | None = None,

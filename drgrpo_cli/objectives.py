@@ -85,29 +85,89 @@ def compute_advantages(
     scale: str = "group",
     eps: float = 1e-6,
     ddof: int = 1,
+    *,
+    baseline: str = "group",
+    valid: Tensor | None = None,  # [N] bool: the rows that count (None: all); the others get 0
 ) -> Tensor:  # [N], same dtype as rewards
-    """Group-relative advantages: ``r - mean_g``, divided by the group's std, the batch's std, or nothing."""
-    if scale not in ("group", "batch", "none"):  # config.ADV_SCALES (tested to agree)
-        raise ValueError(f"scale must be one of group, batch, none, got {scale!r}")
+    """Group-relative advantages ``(r - b) / d``: the baseline ``b`` is the group mean (``"group"``) or the
+    mean of the other valid rows (``"loo"``); ``d`` is the group's std, the batch's std, the group's mean
+    reward (``"mean"``) or 1 (``"none"``). Every statistic is over the valid rows only."""
+    if scale not in ("group", "batch", "none", "mean"):  # config.ADV_SCALES (tested to agree)
+        raise ValueError(f"scale must be one of group, batch, none, mean, got {scale!r}")
+    if baseline not in ("group", "loo"):  # config.BASELINES
+        raise ValueError(f"baseline must be one of group, loo, got {baseline!r}")
     if ddof < 0:
         raise ValueError(f"ddof must be >= 0, got {ddof}")
     if not rewards.is_floating_point():
         rewards = rewards.to(torch.get_default_dtype())
     r = _grouped(rewards, group_size)  # [P, G]
-    flat_group = r.amax(-1, keepdim=True) == r.amin(-1, keepdim=True)  # [P, 1], no signal in the group
-    centred = torch.where(flat_group, torch.zeros_like(r), r - r.mean(-1, keepdim=True))  # [P, G]
+    v = torch.ones_like(r, dtype=torch.bool) if valid is None else _grouped(valid, group_size, "valid").bool()
+    n = v.sum(-1, keepdim=True)  # [P, 1] valid rows per group
+    inf = torch.full_like(r, float("inf"))
+    flat = torch.where(v, r, inf).amin(-1, keepdim=True) >= torch.where(v, r, -inf).amax(-1, keepdim=True)  # [P, 1]
+    total = torch.where(v, r, torch.zeros_like(r)).sum(-1, keepdim=True)  # [P, 1]
+    every = valid is None or bool(v.all())  # then torch's own mean and std: the exact numbers of before
+    mean = r.mean(-1, keepdim=True) if every else total / n.clamp(min=1)  # [P, 1]
+    if baseline == "group":
+        centred = r - mean  # [P, G]
+    else:  # leave-one-out: the mean of the other valid rows of the group
+        centred = r - (total - r) / (n - 1).clamp(min=1)  # [P, G]
+    dead = flat | ~v  # no signal: a group whose valid rewards are all equal (or <2 valid rows), or a masked row
+    centred = torch.where(dead, torch.zeros_like(r), centred)  # [P, G]; exactly 0, no float residue
     if scale == "none":
         return centred.reshape(-1)  # [N]
     if scale == "group":
         if ddof >= group_size:
             raise ValueError(f"ddof={ddof} needs group_size > ddof for a group std")
-        std = r.std(-1, correction=ddof, keepdim=True)  # [P, 1]
-    else:  # batch
-        if ddof >= rewards.numel():
+        if every:
+            denom = r.std(-1, correction=ddof, keepdim=True) + eps  # [P, 1]
+        else:
+            dev = torch.where(v, r - mean, torch.zeros_like(r))
+            denom = ((dev * dev).sum(-1, keepdim=True) / (n - ddof).clamp(min=1)).sqrt() + eps  # [P, 1]
+    elif scale == "batch":
+        kept = rewards[v.reshape(-1)]
+        if ddof >= kept.numel():
             raise ValueError(f"ddof={ddof} needs more than {ddof} rewards for a batch std")
-        std = rewards.std(correction=ddof)  # []
-    adv = torch.where(flat_group, centred, centred / (std + eps))  # [P, G]; flat groups stay 0 even at eps=0
+        denom = kept.std(correction=ddof) + eps  # []
+    else:  # mean (MaxRL): relative to the group's success rate; defined for rewards >= 0
+        if bool(((mean <= 0) & ~flat).any()):
+            raise ValueError("scale 'mean' needs a positive mean reward in every group with a signal")
+        denom = mean + eps  # [P, 1]
+    adv = torch.where(dead, centred, centred / denom)  # [P, G]; dead rows stay exactly 0 even at eps=0
     return adv.reshape(-1)  # [N]
+
+
+def length_weights(
+    lengths: Tensor,  # [N] response lengths in tokens
+    group_size: int,
+    alpha: float,
+    valid: Tensor | None = None,  # [N] bool (None: all)
+) -> Tensor:  # [N] float: L_i^-alpha / mean over the group's valid rows of L_j^-alpha
+    """Delta-L's per-response weights (arXiv 2509.07558): ``A'_i = A_i * w_i``; all ones at alpha = 0.
+    Lengths are clamped to >= 1; a masked row gets weight 0."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    L = _grouped(lengths.to(torch.get_default_dtype()), group_size, "lengths").clamp(min=1)  # [P, G]
+    v = torch.ones_like(L, dtype=torch.bool) if valid is None else _grouped(valid, group_size, "valid").bool()
+    if alpha == 0:
+        return v.to(L.dtype).reshape(-1)
+    x = torch.where(v, L.pow(-alpha), torch.zeros_like(L))  # [P, G]
+    mean = x.sum(-1, keepdim=True) / v.sum(-1, keepdim=True).clamp(min=1)  # [P, 1]
+    return torch.where(v, x / mean.clamp(min=torch.finfo(L.dtype).tiny), torch.zeros_like(L)).reshape(-1)
+
+
+def overlong_penalty(
+    lengths: Tensor,  # [N] response lengths in tokens
+    max_tokens: int,  # L_max
+    buffer: int,  # L_cache: the penalty ramps over the last `buffer` tokens before L_max
+    factor: float = 1.0,
+) -> Tensor:  # [N] float, in [-factor, 0]
+    """DAPO's soft overlong penalty (arXiv 2503.14476, Eq. 13): 0 up to ``L_max - L_cache``, then
+    ``(L_max - L_cache - L) / L_cache`` down to -1 at ``L_max``, -1 beyond; times ``factor``."""
+    if buffer < 1 or buffer > max_tokens:
+        raise ValueError(f"buffer must be in [1, max_tokens={max_tokens}], got {buffer}")
+    L = lengths.to(torch.get_default_dtype())
+    return factor * ((max_tokens - buffer - L) / buffer).clamp(min=-1.0, max=0.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -121,6 +181,24 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     return (x * m).sum(dim) / m.sum(dim).clamp(min=1)
 
 
+def loss_normalizers(
+    mask: Tensor,  # [B, T] response-token mask of a whole mini-batch
+    groups: Tensor,  # [B] long, the prompt (group) of each row
+    valid: Tensor | None = None,  # [B] bool: rows in the loss (None: all)
+) -> dict:  # {num_sequences: int, num_tokens: int, group_tokens: [B] float64, num_prompts: int}
+    """The denominators of :func:`aggregate_loss` for one mini-batch, counted over its valid rows only (a
+    masked row counts nowhere: not as a sequence, a token, or a prompt). Slice ``group_tokens`` with the rows
+    of each micro-batch; the counts stay those of the mini-batch, so the split never changes the gradient."""
+    v = torch.ones(mask.shape[0], dtype=torch.bool, device=mask.device) if valid is None else valid.bool()
+    tokens = mask.to(torch.float64).sum(-1) * v  # [B]
+    _, inv = torch.unique(groups, return_inverse=True)  # [B] dense group index
+    per_group = torch.zeros(int(inv.max()) + 1 if len(inv) else 0, dtype=torch.float64, device=mask.device)
+    per_group.index_add_(0, inv, tokens)
+    has_valid = torch.zeros_like(per_group).index_add_(0, inv, v.to(torch.float64)) > 0
+    return {"num_sequences": max(1, int(v.sum())), "num_tokens": max(1, int(tokens.sum())),
+            "group_tokens": per_group[inv], "num_prompts": max(1, int(has_valid.sum()))}
+
+
 def aggregate_loss(
     token_loss: Tensor,  # [B, T]
     mask: Tensor,  # [B, T] bool or float, 1 on response tokens
@@ -129,16 +207,21 @@ def aggregate_loss(
     *,
     num_sequences: int | Tensor | None = None,  # global responses in the mini-batch; default B
     num_tokens: int | Tensor | None = None,  # global response tokens ("token_mean"); default mask.sum()
+    group_tokens: Tensor | None = None,  # [B] tokens of each row's group ("prompt_mean", required)
+    num_prompts: int | Tensor | None = None,  # groups in the mini-batch ("prompt_mean", required)
 ) -> Tensor:  # []
     """Reduce a per-token loss to the scalar to backpropagate; see the module docstring for the modes."""
-    if mode not in ("seq_mean", "token_mean", "max_tokens", "seq_sum"):  # config.LOSS_AGGS (tested to agree)
-        raise ValueError(f"loss aggregation mode must be one of seq_mean, token_mean, max_tokens, seq_sum, got {mode!r}")
+    if mode not in ("seq_mean", "token_mean", "max_tokens", "seq_sum", "prompt_mean"):  # config.LOSS_AGGS
+        raise ValueError("loss aggregation mode must be one of seq_mean, token_mean, max_tokens, seq_sum, "
+                         f"prompt_mean, got {mode!r}")
     if mode == "max_tokens" and (max_tokens is None or max_tokens <= 0):
         raise ValueError(f"mode 'max_tokens' needs a positive max_tokens (L_max), got {max_tokens!r}")
+    if mode == "prompt_mean" and (group_tokens is None or num_prompts is None):
+        raise ValueError("mode 'prompt_mean' needs group_tokens and num_prompts (see loss_normalizers)")
     if token_loss.dim() != 2 or mask.shape != token_loss.shape:
         raise ValueError(f"token_loss and mask must both be [B, T], got {tuple(token_loss.shape)} "
                          f"and {tuple(mask.shape)}")
-    for name, v in (("num_sequences", num_sequences), ("num_tokens", num_tokens)):
+    for name, v in (("num_sequences", num_sequences), ("num_tokens", num_tokens), ("num_prompts", num_prompts)):
         if isinstance(v, (int, float)) and v <= 0:
             raise ValueError(f"{name} must be > 0, got {v}")
     m = mask.to(token_loss.dtype)  # [B, T]
@@ -146,8 +229,11 @@ def aggregate_loss(
     if mode == "token_mean":
         denom = m.sum().clamp(min=1) if num_tokens is None else num_tokens
         return masked.sum() / denom  # []
-    n_seq = token_loss.shape[0] if num_sequences is None else num_sequences
     per_seq = masked.sum(-1)  # [B]
+    if mode == "prompt_mean":  # (1/P) sum_p [sum_{i in p} sum_t l / sum_{i in p} |o_i|]
+        per_seq = per_seq / group_tokens.to(per_seq.dtype).clamp(min=1)  # [B]
+        return per_seq.sum() / num_prompts  # []
+    n_seq = token_loss.shape[0] if num_sequences is None else num_sequences
     if mode == "seq_mean":
         per_seq = per_seq / m.sum(-1).clamp(min=1)  # [B], 1/|o_i|: the length bias
     elif mode == "max_tokens":
@@ -158,10 +244,22 @@ def aggregate_loss(
 # ------------------------------------------------------------------------------------------------
 # PPO token loss
 # ------------------------------------------------------------------------------------------------
+def kl_penalty(logp: Tensor, ref_logp: Tensor, estimator: str = "k3") -> Tensor:
+    """Per-token estimate of KL(pi || ref) from samples of pi, same shape: ``k1 = log(pi/ref)`` (unbiased, can be
+    negative), ``k2 = log(pi/ref)^2 / 2`` (biased, >= 0), ``k3 = ref/pi - log(ref/pi) - 1`` (unbiased, >= 0)."""
+    d = ref_logp - logp  # log(ref/pi)
+    if estimator == "k1":
+        return -d
+    if estimator == "k2":
+        return 0.5 * d * d
+    if estimator == "k3":
+        return torch.exp(d) - d - 1
+    raise ValueError(f"estimator must be one of k1, k2, k3, got {estimator!r}")
+
+
 def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """k3 estimator of KL(pi || ref) per token: exp(ref - logp) - (ref - logp) - 1 >= 0; same shape."""
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1
+    return kl_penalty(logp, ref_logp, "k3")
 
 
 def ppo_token_loss(
@@ -172,28 +270,46 @@ def ppo_token_loss(
     epsilon_high: float | None = None,  # None -> epsilon (symmetric)
     ref_logp: Tensor | None = None,  # [B, T] log pi_ref(o_t) (detached here), needed when beta > 0
     beta: float = 0.0,
+    *,
+    ratio_level: str = "token",  # token: rho_t | sequence: s_i = exp(mean_t log rho_t) (GSPO)
+    policy_loss: str = "ppo",  # ppo: clipped surrogate | cispo: -sg(min(rho, 1+eps_high)) * A * logp
+    mask: Tensor | None = None,  # [B, T] response tokens; required by ratio_level "sequence"
+    kl_estimator: str = "k3",
 ) -> tuple[Tensor, dict[str, Tensor]]:  # [B, T] loss, {ratio, clipped, kl: [B, T]} detached
-    """Per-token clipped surrogate ``-min(rho*A, clip(rho, 1-eps, 1+eps_high)*A) + beta*k3``."""
+    """Per-token policy loss plus ``beta * kl``: PPO's ``-min(rho*A, clip(rho, 1-eps, 1+eps_high)*A)`` or CISPO's
+    ``-sg(min(rho, 1+eps_high))*A*log pi``, with ``rho`` per token or GSPO's one ratio per response."""
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     if beta > 0 and ref_logp is None:
         raise ValueError("beta > 0 needs ref_logp (the reference model's log-probs) for the KL term")
+    if ratio_level not in ("token", "sequence"):
+        raise ValueError(f"ratio_level must be token or sequence, got {ratio_level!r}")
+    if policy_loss not in ("ppo", "cispo"):
+        raise ValueError(f"policy_loss must be ppo or cispo, got {policy_loss!r}")
+    if ratio_level == "sequence" and mask is None:
+        raise ValueError("ratio_level 'sequence' needs the response mask")
     eps_high = epsilon if epsilon_high is None else epsilon_high
     adv = advantages.unsqueeze(-1) if advantages.dim() == logp.dim() - 1 else advantages  # [B, 1] or [B, T]
-    ratio = torch.exp(logp - old_logp.detach())  # [B, T]
-    unclipped = ratio * adv  # [B, T]
-    clipped = torch.clamp(ratio, 1 - epsilon, 1 + eps_high) * adv  # [B, T]
-    loss = -torch.minimum(unclipped, clipped)  # [B, T]
+    log_ratio = logp - old_logp.detach()  # [B, T]
+    if ratio_level == "sequence":  # GSPO: one ratio per response, the geometric mean of its token ratios
+        m = mask.to(logp.dtype)
+        log_ratio = ((log_ratio * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)).expand_as(logp)
+    ratio = torch.exp(log_ratio)  # [B, T]
+    if policy_loss == "cispo":
+        weight = torch.clamp(ratio, max=1 + eps_high).detach()  # [B, T], no gradient through the ratio
+        loss = -weight * adv * logp  # [B, T]
+        clipped_mask = ratio > 1 + eps_high
+    else:
+        unclipped = ratio * adv  # [B, T]
+        clipped = torch.clamp(ratio, 1 - epsilon, 1 + eps_high) * adv  # [B, T]
+        loss = -torch.minimum(unclipped, clipped)  # [B, T]
+        clipped_mask = clipped < unclipped  # the min picked the clipped term and it differs
     if beta > 0:
-        kl = k3_kl(logp, ref_logp.detach())  # [B, T]
+        kl = kl_penalty(logp, ref_logp.detach(), kl_estimator)  # [B, T]
         loss = loss + beta * kl
     else:
         kl = torch.zeros_like(logp)
-    stats = {
-        "ratio": ratio.detach(),
-        "clipped": (clipped < unclipped).detach(),  # the min picked the clipped term and it differs
-        "kl": kl.detach(),
-    }
+    stats = {"ratio": ratio.detach(), "clipped": clipped_mask.detach(), "kl": kl.detach()}
     return loss, stats
 
 

@@ -31,11 +31,14 @@ class NonFiniteUpdate(ArithmeticError):
 
 @dataclass
 class Rows:
-    """The rows an update trains on: prompt and response ids, their advantages ``[N]``."""
+    """The rows an update trains on: prompt and response ids, their advantages ``[N]``, and which rows are in
+    the loss ``[N]`` bool (None: all; ``mask_truncated`` leaves truncated responses out). Rows come in
+    contiguous groups of ``group_size``."""
 
     prompts: Sequence[Sequence[int]]
     responses: Sequence[Sequence[int]]
     adv: Tensor
+    valid: Tensor | None = None
 
 
 @dataclass
@@ -93,10 +96,13 @@ def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_i
     old_logp, ref_logp = _fixed_logprobs(ctx)
     stats = UpdateStats(mask=mask, row_entropy=torch.zeros(N))
     adv_d = rows.adv.to(dev)
+    valid = (torch.ones(N, dtype=torch.bool) if rows.valid is None else rows.valid.bool()).to(dev)  # [N]
+    groups = torch.arange(N, device=dev) // cfg.group_size  # [N]
     for epoch in range(cfg.ppo_epochs):
         order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
         for mb in order.tensor_split(cfg.mini_batches):
-            _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0)
+            _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0,
+                            valid=valid, groups=groups)
     return stats
 
 
@@ -121,21 +127,30 @@ def _fixed_logprobs(ctx: _Ctx) -> tuple[Tensor | None, Tensor | None]:
 
 
 def _optimizer_step(ctx: _Ctx, opt, mb: Tensor, adv_d: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None,
-                    stats: UpdateStats, *, first_epoch: bool) -> None:
+                    stats: UpdateStats, *, first_epoch: bool, valid: Tensor, groups: Tensor) -> None:
     """One optimizer step over the mini-batch ``mb``: gradients accumulated over its micro-batches with the
-    mini-batch's counts, clipped, checked for NaN/Inf, applied."""
+    mini-batch's counts (over its valid rows), clipped, checked for NaN/Inf, applied."""
     cfg, model, mask = ctx.cfg, ctx.model, ctx.mask
     opt.zero_grad(set_to_none=True)
-    mb_tokens = int(mask[mb].sum().item())
+    mb_d = mb.to(mask.device)
+    mb_tokens = int(mask[mb_d].sum().item())
+    loss_mask = mask * valid.unsqueeze(-1)  # [N, R]: masked rows contribute nothing
+    norms = objectives.loss_normalizers(mask[mb_d], groups[mb_d], valid[mb_d])
+    row_of = {int(r): k for k, r in enumerate(mb.tolist())}  # batch row -> position in the mini-batch
+    beta_loss = cfg.beta if cfg.kl_in == "loss" else 0.0  # kl_in reward: the KL went into the rewards
     mb_loss = 0.0
     for micro in ctx.split(mb):
         stats.micro += 1
         logp, ent, _ = ctx.score(model, micro, with_entropy=True)  # [n, R]; 0 past each response
         old = logp.detach() if old_logp is None else old_logp[micro]
-        tl, st = objectives.ppo_token_loss(logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
-                                           ref_logp=None if ref_logp is None else ref_logp[micro], beta=cfg.beta)
-        loss = objectives.aggregate_loss(tl, mask[micro], cfg.loss_agg, cfg.loss_max_tokens,
-                                         num_sequences=len(mb), num_tokens=mb_tokens)
+        tl, st = objectives.ppo_token_loss(
+            logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
+            ref_logp=None if ref_logp is None or not beta_loss else ref_logp[micro], beta=beta_loss,
+            ratio_level=cfg.ratio_level, policy_loss=cfg.policy_loss, mask=mask[micro], kl_estimator=cfg.kl_estimator)
+        pos = torch.tensor([row_of[int(r)] for r in micro.tolist()], device=mask.device)
+        loss = objectives.aggregate_loss(tl, loss_mask[micro], cfg.loss_agg, cfg.loss_max_tokens,
+                                         num_sequences=norms["num_sequences"], num_tokens=norms["num_tokens"],
+                                         group_tokens=norms["group_tokens"][pos], num_prompts=norms["num_prompts"])
         loss.backward()
         mb_loss += loss.item()
         with torch.no_grad():

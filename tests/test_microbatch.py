@@ -129,30 +129,39 @@ def test_auto_budget_arithmetic(small_model):
 
 
 # ---- the gradient does not depend on the split -----------------------------------------------------------
-def _grads(model, prompts, responses, adv, old, mode, budget):
-    """Accumulated gradient of one mini-batch split by ``budget``, as the trainer's update loop does it."""
+def _grads(model, prompts, responses, adv, old, mode, budget, objective=("token", "ppo"), valid=None):
+    """Accumulated gradient of one mini-batch split by ``budget``, as the trainer's update loop does it
+    (groups of 3 rows; ``valid``: the rows in the loss)."""
     import torch
 
-    from drgrpo_cli.objectives import aggregate_loss, ppo_token_loss
+    from drgrpo_cli.objectives import aggregate_loss, loss_normalizers, ppo_token_loss
     from drgrpo_cli.packing import packed_logprobs, response_mask
     from drgrpo_cli.tasks.builtin import PAD
 
     model.zero_grad(set_to_none=True)
     mask = response_mask(responses)
     N, R = mask.shape
+    valid = torch.ones(N, dtype=torch.bool) if valid is None else valid
+    norms = loss_normalizers(mask, torch.arange(N) // 3, valid)
+    loss_mask = mask * valid.unsqueeze(-1)
     groups = plan_micro_batches(torch.arange(N), [len(p) for p in prompts], [len(r) for r in responses], budget)
     for g in groups:
         rows = g.tolist()
         logp, _, _ = packed_logprobs(model, [prompts[i] for i in rows], [responses[i] for i in rows], 1.0,
                                      pad_id=PAD, width=R)
-        tl, _ = ppo_token_loss(logp, old[g], adv[g], 0.2, 0.28)
-        aggregate_loss(tl, mask[g], mode, 40, num_sequences=N, num_tokens=int(mask.sum())).backward()
+        tl, _ = ppo_token_loss(logp, old[g], adv[g], 0.2, 0.28, ratio_level=objective[0], policy_loss=objective[1],
+                               mask=mask[g])
+        aggregate_loss(tl, loss_mask[g], mode, 40, num_sequences=norms["num_sequences"],
+                       num_tokens=norms["num_tokens"], group_tokens=norms["group_tokens"][g],
+                       num_prompts=norms["num_prompts"]).backward()
     return {k: p.grad.clone() for k, p in model.named_parameters()}, len(groups)
 
 
+@pytest.mark.parametrize("objective", [("token", "ppo"), ("sequence", "ppo"), ("token", "cispo")])
 @pytest.mark.parametrize("mode", LOSS_AGGS)
-def test_packed_gradient_is_the_same_for_every_budget(small_model, mode):
-    """1, 3 and N (one row each) micro-batches give the full-batch gradient, to float32 rounding.
+def test_packed_gradient_is_the_same_for_every_budget(small_model, mode, objective):
+    """1, 3 and N (one row each) micro-batches give the full-batch gradient, to float32 rounding, for every
+    aggregation with token ratios, GSPO's sequence ratio and CISPO, and with one row masked out of the loss.
 
     Not bit-exact: the rows go through differently padded forwards and the per-micro-batch gradients are
     summed in another order. Measured on this model (float32, CPU): relative error of the whole gradient
@@ -177,12 +186,14 @@ def test_packed_gradient_is_the_same_for_every_budget(small_model, mode):
         logp, _, _ = packed_logprobs(model, prompts, responses, 1.0, pad_id=PAD, width=mask.shape[1])
     old = (logp + 0.15 * torch.randn(logp.shape)) * mask  # ratios away from 1: the clip is exercised
     adv = torch.randn(N)
-    full, n_full = _grads(model, prompts, responses, adv, old, mode, 1 << 20)
+    valid = torch.ones(N, dtype=torch.bool)
+    valid[4] = False  # a masked (say truncated) row: out of every count, whatever the split
+    full, n_full = _grads(model, prompts, responses, adv, old, mode, 1 << 20, objective, valid)
     p, r = [len(x) for x in prompts], [len(x) for x in responses]
     three = next(b for b in range(1, 1 << 12) if len(plan_micro_batches(torch.arange(N), p, r, b)) == 3)
     assert n_full == 1
     for budget, expect in ((three, 3), (1, N)):
-        got, n = _grads(model, prompts, responses, adv, old, mode, budget)
+        got, n = _grads(model, prompts, responses, adv, old, mode, budget, objective, valid)
         assert n == expect
         err = sum(((got[k] - g) ** 2).sum() for k, g in full.items()) ** 0.5
         assert err <= 1e-5 * sum((g ** 2).sum() for g in full.values()) ** 0.5, (budget, err)

@@ -357,14 +357,27 @@ def test_gather_logprobs_and_entropy():
 
 def test_the_math_accepts_exactly_the_configs_modes():
     """objectives.py imports nothing from the package; its mode names must still be the config's."""
-    from drgrpo_cli.config import ADV_SCALES, LOSS_AGGS
+    from drgrpo_cli.config import ADV_SCALES, BASELINES, KL_ESTIMATORS, LOSS_AGGS, POLICY_LOSSES, RATIO_LEVELS
+    from drgrpo_cli.objectives import kl_penalty, loss_normalizers
 
     r = torch.tensor([1.0, 0.0, 1.0, 1.0])
     for scale in ADV_SCALES:
-        assert compute_advantages(r, 4, scale).shape == (4,)
+        for baseline in BASELINES:
+            assert compute_advantages(r, 4, scale, baseline=baseline).shape == (4,)
     loss, mask = torch.ones(2, 3), torch.ones(2, 3)
+    norms = loss_normalizers(mask, torch.tensor([0, 0]))
     for mode in LOSS_AGGS:
-        assert torch.isfinite(aggregate_loss(loss, mask, mode, max_tokens=4))
+        assert torch.isfinite(aggregate_loss(loss, mask, mode, max_tokens=4, group_tokens=norms["group_tokens"],
+                                             num_prompts=norms["num_prompts"]))
+    for est in KL_ESTIMATORS:
+        assert kl_penalty(torch.zeros(2), torch.zeros(2), est).tolist() == [0.0, 0.0]
+    for level in RATIO_LEVELS:
+        for pl in POLICY_LOSSES:
+            tl, _ = ppo_token_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), ratio_level=level,
+                                   policy_loss=pl, mask=mask)
+            assert tl.shape == (2, 3)
+    with pytest.raises(ValueError):
+        kl_penalty(torch.zeros(2), torch.zeros(2), "k4")
     for bad in ("std", "Group"):
         with pytest.raises(ValueError):
             compute_advantages(r, 4, bad)
