@@ -49,8 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # GSPO (arXiv 2507.18071): one sequence-level ratio per response, its clip range, a per-response mean.
     "gspo": {"ratio_level": "sequence", "loss_agg": "seq_mean", "epsilon": 3e-4, "epsilon_high": 4e-4},
     # CISPO (arXiv 2506.13585): REINFORCE weighted by the stop-gradient ratio capped at 1 + epsilon_high,
-    # token mean.
-    "cispo": {"policy_loss": "cispo", "loss_agg": "token_mean"},
+    # token mean; epsilon_high = 4 caps the ratio at 5 (ScaleRL / SkyRL's CISPO range).
+    "cispo": {"policy_loss": "cispo", "loss_agg": "token_mean", "epsilon_high": 4.0},
 }
 
 #: The knobs that shape the objective (advantage, aggregation, ratio, shaping, KL): an arm of a sweep is
@@ -154,6 +154,13 @@ class TrainConfig:
     def arm(self) -> str:
         """A readable name for the pair of bias knobs (GRPO, Dr. GRPO, ...)."""
         return arm_label(self.adv_scale, self.loss_agg)
+
+    @property
+    def overlong_buffer_tokens(self) -> int:
+        """DAPO's L_cache in tokens: ``overlong_buffer_frac * max_tokens`` rounded, at least 1 (0 when off)."""
+        if not self.overlong_buffer_frac:
+            return 0
+        return max(1, round(self.overlong_buffer_frac * self.max_tokens))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -19,18 +19,19 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
+from torch import Tensor
 
-from drgrpo_cli import microbatch, rollout, rundir, runlog
+from drgrpo_cli import microbatch, rollout, rundir, runlog, sampling
 from drgrpo_cli.batch import Batch, mean_or_nan, rollout_metrics, tag_entropy
 from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.errors import disk_full, is_oom, one_line
 from drgrpo_cli.interrupt import Interrupted, StopRequest, signal_name
 from drgrpo_cli.metrics import run_summary
-from drgrpo_cli.objectives import compute_advantages, group_pass_stats
+from drgrpo_cli.objectives import compute_advantages, group_pass_stats, length_weights, overlong_penalty
 from drgrpo_cli.policy import load_model, load_tokenizer
 from drgrpo_cli.provenance import collect
 from drgrpo_cli.tasks import builtin_model, make_task
-from drgrpo_cli.update import NonFiniteUpdate, Rows, policy_update
+from drgrpo_cli.update import NonFiniteUpdate, Rows, policy_update, sequence_kl
 
 
 class RunFailed(Exception):
@@ -273,16 +274,20 @@ def _step(run: _Run, step: int, first: bool) -> dict[str, Any]:
     """One policy step, logged (``first``: the first step of this process)."""
     cfg = run.cfg
     t0 = time.time()
-    prompts, samples = _rollout(run)
+    got = sampling.collect(run)
     t_gen = time.time() - t0
-    batch = _rewards(run, prompts, samples)
-    adv, diff = _advantages(cfg, batch.rewards)
+    adv, diff, valid, shaping = _advantages(run, got.train) if got.train.rewards else (None, None, None, {})
     t1 = time.time()
-    stats = policy_update(run.model, run.ref, run.opt, cfg, Rows(batch.prompts, batch.responses, adv),
-                          budget=run.budget, pad_id=run.tok.pad_token_id)
-    run.backend.sync(run.model)
+    stats = None
+    if adv is not None:  # dynamic sampling may keep no group: no update this step
+        ref = run.ref if cfg.kl_in == "loss" else None  # kl_in reward: the KL went into the rewards
+        stats = policy_update(run.model, ref, run.opt, cfg, Rows(got.train.prompts, got.train.responses, adv, valid),
+                              budget=run.budget, pad_id=run.tok.pad_token_id)
+        run.backend.sync(run.model)
     t_train = time.time() - t1
-    row = _log_row(run, step, batch, adv, diff, stats, first)
+    row = _log_row(run, step, got, adv, diff, stats, first)
+    row.update(shaping)
+    batch = got.seen
     if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
         row.update(_evaluate(run, step))
     gen_tokens = row["train/gen_tokens"]
@@ -294,75 +299,65 @@ def _step(run: _Run, step: int, first: bool) -> dict[str, Any]:
     return row
 
 
-@dataclass
-class _Prompts:
-    """Rollout prompts, flat over N: text, task tag, gold answer, token ids."""
-
-    texts: list[str] = field(default_factory=list)
-    tags: list[str | None] = field(default_factory=list)
-    golds: list[str] = field(default_factory=list)
-    ids: list[list[int]] = field(default_factory=list)
-
-
-def _rollout(run: _Run):
-    """This step's prompts (``prompts_per_step`` problems, G rollout prompts each) and one sampled response
-    to each: (_Prompts, samples)."""
-    cfg, task = run.cfg, run.task
-    problems = task.sample(cfg.prompts_per_step, run.rng)
-    prompts = _Prompts()
-    for p in problems:
-        for rp in task.rollout_prompts(p, cfg.group_size, run.rng):
-            prompts.texts.append(rp.prompt)
-            prompts.tags.append(rp.tag)
-            prompts.golds.append(p.answer)
-    prompts.ids = [run.encode(t) for t in prompts.texts]
-    samples = run.backend.generate(prompts.ids, max_new_tokens=cfg.max_tokens, temperature=cfg.temperature,
-                                   top_p=cfg.top_p)
-    return prompts, samples
-
-
-def _rewards(run: _Run, prompts: _Prompts, samples) -> Batch:
-    """The decoded responses and the task's reward of each: one Batch."""
-    texts = [run.decode(s.ids) for s in samples]
-    rewards = [run.task.reward(t, g, s.truncated) for t, g, s in zip(texts, prompts.golds, samples)]
-    return Batch(prompts.ids, [s.ids for s in samples], texts, rewards, [s.truncated for s in samples], prompts.tags,
-                 prompts.texts)
+def _advantages(run: _Run, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor | None, dict[str, float]]:
+    """Advantages ``[N]`` of the rows to train on: the task's rewards, shaped (overlong penalty, KL in the
+    reward), made group-relative (``adv_scale``, ``baseline``), weighted by length (``length_alpha``); the
+    per-difficulty diagnostics (over the task's rewards); which rows are in the loss (``mask_truncated``); and
+    the shaping's metrics."""
+    cfg, G = run.cfg, run.cfg.group_size
+    r = torch.tensor(batch.rewards, dtype=torch.float32)  # [N]
+    lengths = torch.tensor([len(x) for x in batch.responses], dtype=torch.float32)  # [N]
+    valid = ~torch.tensor(batch.truncated, dtype=torch.bool) if cfg.mask_truncated else None
+    shaped, logged = r, {}
+    if cfg.overlong_buffer_frac > 0:
+        pen = overlong_penalty(lengths, cfg.max_tokens, cfg.overlong_buffer_tokens, cfg.overlong_penalty)
+        shaped, logged["train/overlong_penalty"] = shaped + pen, pen.mean().item()
+    if cfg.beta > 0 and cfg.kl_in == "reward":
+        kl, tokens = sequence_kl(run.model, run.ref, cfg, Rows(batch.prompts, batch.responses, r),
+                                 budget=run.budget, pad_id=run.tok.pad_token_id)
+        shaped, logged["train/kl"] = shaped - cfg.beta * kl.float().cpu(), kl.sum().item() / max(1, tokens)
+    adv = compute_advantages(shaped, G, cfg.adv_scale, eps=cfg.adv_eps, ddof=cfg.adv_std_ddof, baseline=cfg.baseline,
+                             valid=valid)
+    if cfg.length_alpha:
+        adv = adv * length_weights(lengths, G, cfg.length_alpha, valid)
+    if valid is not None:
+        logged["train/masked_frac"] = 1.0 - valid.float().mean().item()
+    return adv, group_pass_stats(r, adv, G), valid, logged
 
 
-def _advantages(cfg: TrainConfig, rewards: list[float]):
-    """Group-relative advantages ``[N]`` (the ``adv_scale`` knob) and the per-difficulty diagnostics."""
-    r = torch.tensor(rewards, dtype=torch.float32)
-    adv = compute_advantages(r, cfg.group_size, cfg.adv_scale, eps=cfg.adv_eps, ddof=cfg.adv_std_ddof)
-    return adv, group_pass_stats(r, adv, cfg.group_size)
-
-
-def _log_row(run: _Run, step: int, batch: Batch, adv, diff, stats, first: bool) -> dict[str, Any]:
-    """The step's metrics row (the README's "metrics" section), before eval and timings."""
+def _log_row(run: _Run, step: int, got: sampling.Collected, adv, diff, stats, first: bool) -> dict[str, Any]:
+    """The step's metrics row (the README's "metrics" section), before eval and timings: rollouts over
+    everything sampled, the update's figures over what was trained on (NaN when nothing was)."""
     cfg, G = run.cfg, run.cfg.group_size
     n_updates = cfg.ppo_epochs * cfg.mini_batches
-    row: dict[str, Any] = {"step": step, **rollout_metrics(batch, "train")}
+    nan = float("nan")
+    row: dict[str, Any] = {"step": step, **rollout_metrics(got.seen, "train")}
     row.update({
-        "train/loss": mean_or_nan(stats.loss),
-        "train/grad_norm": mean_or_nan(stats.grad_norm),
-        "train/entropy": sum(stats.entropy) / n_updates,
-        "train/clip_frac": sum(stats.clip) / n_updates,
-        "train/adv_abs_mean": adv.abs().mean().item(),
-        "train/zero_std_frac": (diff["count"][0] + diff["count"][G]).item() / cfg.prompts_per_step,
-        "train/gen_tokens": sum(len(x) for x in batch.responses),
+        "train/loss": mean_or_nan(stats.loss) if stats else nan,
+        "train/grad_norm": mean_or_nan(stats.grad_norm) if stats else nan,
+        "train/entropy": sum(stats.entropy) / n_updates if stats else nan,
+        "train/clip_frac": sum(stats.clip) / n_updates if stats else nan,
+        "train/adv_abs_mean": adv.abs().mean().item() if adv is not None else nan,
+        "train/zero_std_frac": (diff["count"][0] + diff["count"][G]).item() / cfg.prompts_per_step if diff else nan,
+        "train/gen_tokens": sum(len(x) for x in got.seen.responses),
     })
-    for tag, e in tag_entropy(batch.tags, stats.row_entropy, stats.mask.sum(-1).cpu()).items():
-        row[f"train/{tag}/entropy"] = e
-    if cfg.beta > 0:
-        row["train/kl"] = sum(stats.kl) / n_updates
+    if got.rounds is not None:  # dynamic sampling: the share of groups without a signal among all drawn
+        row.update({"train/zero_std_frac": 1 - len(sampling.varied_groups(got.seen.rewards, G)) / got.groups_seen,
+                    "train/ds_rounds": got.rounds, "train/ds_groups_kept": got.groups_kept})
+    if stats:
+        for tag, e in tag_entropy(got.train.tags, stats.row_entropy, stats.mask.sum(-1).cpu()).items():
+            row[f"train/{tag}/entropy"] = e
+    if cfg.beta > 0 and cfg.kl_in == "loss":
+        row["train/kl"] = sum(stats.kl) / n_updates if stats else nan
     if run.sized_now:  # the budget depends on the device: logged, not in config.json
-        row["train/micro_batches"] = stats.micro
+        row["train/micro_batches"] = stats.micro if stats else 0
         if first:
             row["train/micro_batch_tokens"] = run.budget
     if cfg.skip_nonfinite:
-        row["train/skipped_updates"] = stats.skipped
+        row["train/skipped_updates"] = stats.skipped if stats else 0
     for k in range(G + 1):
-        row[f"difficulty/k{k}/groups"] = int(diff["count"][k])
-        row[f"difficulty/k{k}/abs_adv"] = float(diff["abs_adv"][k])
+        row[f"difficulty/k{k}/groups"] = int(diff["count"][k]) if diff else 0
+        row[f"difficulty/k{k}/abs_adv"] = float(diff["abs_adv"][k]) if diff else nan
     return row
 
 
@@ -403,21 +398,20 @@ def _eval_pass(run: _Run, prefix: str, k: int, greedy: bool) -> dict[str, float]
     pooled: list[Batch] = []
     for name, items in run.task.eval_sets().items():
         items = [it for it in items for _ in range(k)]
-        prompts = _Prompts([it.prompt for it in items], [it.tag for it in items],
-                           [it.problem.answer for it in items])
+        prompts = sampling.Prompts([it.prompt for it in items], [it.tag for it in items],
+                                   [it.problem.answer for it in items])
         prompts.ids = [run.encode(text) for text in prompts.texts]
         outs = []
         for i in range(0, len(prompts.ids), 256):
             outs += run.backend.generate(prompts.ids[i: i + 256], max_new_tokens=cfg.max_tokens, greedy=greedy,
                                          temperature=cfg.temperature, top_p=cfg.top_p)
-        b = _rewards(run, prompts, outs)
+        b = sampling.scored(run, prompts, outs)
         pooled.append(b)
         if name:
             row.update(rollout_metrics(b, f"{prefix}/{name}"))
     if not pooled:  # a math run without --eval-dataset: nothing to evaluate
         return row
-    merged = Batch(*[sum((getattr(b, f) for b in pooled), []) for f in Batch.__dataclass_fields__])
-    row.update(rollout_metrics(merged, prefix))
+    row.update(rollout_metrics(sampling.merged(pooled), prefix))
     return row
 
 

@@ -4,7 +4,8 @@ Log-probs come from ``logits / temperature``, the distribution the rollouts were
 epoch and one mini-batch (the paper's recipe) the sampling policy is the one updated, so the old log-probs
 are ``logp.detach()`` and no second forward is spent; otherwise they (and the reference model's, when
 ``beta`` > 0) are computed once, before any update. Each micro-batch's loss is normalised by its
-mini-batch's counts, so the split (:mod:`drgrpo_cli.microbatch`) never changes the gradient. A NaN/Inf loss
+mini-batch's counts over its valid rows (:func:`drgrpo_cli.objectives.loss_normalizers`; ``mask_truncated``
+leaves truncated rows out of every count), so the split (:mod:`drgrpo_cli.microbatch`) never changes the gradient. A NaN/Inf loss
 or gradient norm is caught before ``opt.step()``: skipped (``skip_nonfinite``) or raised as NonFiniteUpdate.
 """
 
@@ -104,6 +105,20 @@ def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_i
             _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0,
                             valid=valid, groups=groups)
     return stats
+
+
+def sequence_kl(model, ref, cfg, rows: Rows, *, budget: int | None, pad_id: int) -> tuple[Tensor, int]:
+    """Each response's summed KL estimate ``sum_t k(pi, ref)`` ``[N]`` (``cfg.kl_estimator``; no gradient) under the
+    policy that sampled it, and the response tokens: the penalty of ``kl_in = "reward"`` (as verl's
+    ``use_kl_in_reward``: ``r - beta * sum_t kl_t`` before the advantages)."""
+    mask = packing.response_mask(rows.responses).to(cfg.device)  # [N, R]
+    ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask)
+    out = torch.zeros(mask.shape[0], device=cfg.device)
+    with torch.no_grad():
+        for sl in ctx.split(torch.arange(mask.shape[0])):
+            k = objectives.kl_penalty(ctx.score(model, sl)[0], ctx.score(ref, sl)[0], cfg.kl_estimator)  # [n, R]
+            out[sl.to(cfg.device)] = (k * mask[sl.to(cfg.device)]).sum(-1)
+    return out, int(mask.sum().item())
 
 
 def _fixed_logprobs(ctx: _Ctx) -> tuple[Tensor | None, Tensor | None]:

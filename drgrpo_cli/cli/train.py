@@ -18,6 +18,7 @@ from drgrpo_cli.config import BACKENDS, DTYPES, TrainConfig
 _D = TrainConfig()
 _PANEL_BIAS = "The two bias switches"
 _PANEL_PPO = "PPO / optimisation"
+_PANEL_OBJ = "Objectives after Dr. GRPO (each an independent knob)"
 _PANEL_SAMPLING = "Sampling"
 _PANEL_DATA = "Model and data"
 _PANEL_RUN = "Run"
@@ -39,17 +40,58 @@ FixedLen = Annotated[Optional[bool], _opt("--fixed-len/--seq-len", panel=_PANEL_
     help="--fixed-len: divide each response's token-loss sum by one constant, the generation budget "
          "(Dr. GRPO, loss_agg=max_tokens); --seq-len: by its own length (GRPO, loss_agg=seq_mean)."
          + _d("--seq-len"))]
-AdvScale = Annotated[Optional[str], _opt("--adv-scale", panel=_PANEL_BIAS, metavar="group|batch|none",
-    help="Advantage scaling: group = (r-mean_g)/std_g (GRPO), batch = (r-mean_g)/std_batch (Lite PPO), "
-         "none = r-mean_g (Dr. GRPO)." + _d(_D.adv_scale))]
+AdvScale = Annotated[Optional[str], _opt("--adv-scale", panel=_PANEL_BIAS, metavar="group|batch|none|mean",
+    help="Advantage scaling: group = (r-b)/std_g (GRPO), batch = (r-b)/std_batch (Lite PPO), "
+         "none = r-b (Dr. GRPO), mean = (r-b)/mean_g (MaxRL, arXiv 2602.02710; rewards >= 0); b: --baseline."
+         + _d(_D.adv_scale))]
 LossAgg = Annotated[Optional[str], _opt("--loss-agg", panel=_PANEL_BIAS,
-    metavar="seq_mean|token_mean|max_tokens|seq_sum",
+    metavar="seq_mean|token_mean|max_tokens|seq_sum|prompt_mean",
     help="Token-loss aggregation: seq_mean = mean_i(sum/|o_i|) (GRPO), token_mean = sum/#tokens (DAPO), "
-         "max_tokens = mean_i(sum/MAX_TOKENS) (Dr. GRPO), seq_sum = mean_i(sum)." + _d(_D.loss_agg))]
-Preset = Annotated[Optional[str], _opt("--preset", panel=_PANEL_BIAS, metavar="grpo|drgrpo|dapo",
-    help="grpo: adv_scale=group, loss_agg=seq_mean. drgrpo: adv_scale=none, loss_agg=max_tokens. dapo: "
-         "adv_scale=group, loss_agg=token_mean, epsilon_high=0.28 (no dynamic sampling or overlong "
-         "shaping). Conflicting switches are an error.")]
+         "max_tokens = mean_i(sum/MAX_TOKENS) (Dr. GRPO), seq_sum = mean_i(sum), prompt_mean = mean over prompts "
+         "of (group's token sum / group's tokens) (ScaleRL arXiv 2510.13786; SkyRL prompt_mean). Counts are "
+         "those of each mini-batch." + _d(_D.loss_agg))]
+Preset = Annotated[Optional[str], _opt("--preset", panel=_PANEL_BIAS,
+    metavar="grpo|drgrpo|dapo|dapo-full|gspo|cispo",
+    help="Sets exactly: grpo: adv_scale=group, loss_agg=seq_mean. drgrpo: adv_scale=none, loss_agg=max_tokens. "
+         "dapo: adv_scale=group, loss_agg=token_mean, epsilon_high=0.28. dapo-full: dapo + dynamic_sampling, "
+         "overlong_buffer_frac=0.2, overlong_penalty=1, mask_truncated. gspo: ratio_level=sequence, "
+         "loss_agg=seq_mean, epsilon=3e-4, epsilon_high=4e-4. cispo: policy_loss=cispo, loss_agg=token_mean, "
+         "epsilon_high=4 (ratio cap 5). Nothing else; a flag that disagrees is an error.")]
+Baseline = Annotated[Optional[str], _opt("--baseline", panel=_PANEL_OBJ, metavar="group|loo",
+    help="Advantage baseline b: group = the group's mean reward (GRPO); loo = the mean of the other G-1 (RLOO, "
+         "as verl rloo / TRL RLOO); combines with any --adv-scale." + _d(_D.baseline))]
+LengthAlpha = Annotated[Optional[float], _opt("--length-alpha", panel=_PANEL_OBJ,
+    help="Delta-L length weights (arXiv 2509.07558): A_i * L_i^-a / mean_g L_j^-a; with --loss-agg max_tokens "
+         "this is Delta-L (a=1 minimum variance, 0.75 their math recipe); 0 = off." + _d(_D.length_alpha))]
+RatioLevel = Annotated[Optional[str], _opt("--ratio-level", panel=_PANEL_OBJ, metavar="token|sequence",
+    help="Importance ratio per token (PPO/GRPO) or one per response, exp(mean_t log rho_t) (GSPO, arXiv "
+         "2507.18071; TRL importance_sampling_level). A token-summing --loss-agg (token_mean, max_tokens, "
+         "seq_sum) weights each response by its length; seq_mean is GSPO's objective." + _d(_D.ratio_level))]
+PolicyLoss = Annotated[Optional[str], _opt("--policy-loss", panel=_PANEL_OBJ, metavar="ppo|cispo",
+    help="ppo: clipped surrogate; cispo: -sg(min(rho, 1+epsilon_high))*A*log pi, no lower clip (CISPO, arXiv "
+         "2506.13585; TRL caps at epsilon_high itself)." + _d(_D.policy_loss))]
+DynamicSampling = Annotated[Optional[bool], _opt("--dynamic-sampling/--no-dynamic-sampling", panel=_PANEL_OBJ,
+    help="DAPO (arXiv 2503.14476): drop groups whose correctness does not vary and draw more until "
+         "--prompts-per-step groups are kept, at most --dynamic-sampling-max-rounds rounds (then train on those "
+         "kept); logged as train/ds_rounds, train/ds_groups_kept." + _d("off"))]
+DynamicSamplingMaxRounds = Annotated[Optional[int], _opt("--dynamic-sampling-max-rounds", panel=_PANEL_OBJ,
+    help="Most generation rounds per step with --dynamic-sampling (verl max_num_gen_batches)."
+         + _d(_D.dynamic_sampling_max_rounds))]
+OverlongBufferFrac = Annotated[Optional[float], _opt("--overlong-buffer-frac", panel=_PANEL_OBJ,
+    help="DAPO soft overlong penalty: over the last frac*max_tokens tokens (L_cache) the reward falls by "
+         "(L_max - L_cache - L)/L_cache to -1 at max_tokens (times --overlong-penalty); 0 = off (DAPO: 0.2)."
+         + _d(_D.overlong_buffer_frac))]
+OverlongPenalty = Annotated[Optional[float], _opt("--overlong-penalty", panel=_PANEL_OBJ,
+    help="Size of the overlong penalty at max_tokens (verl penalty_factor)." + _d(_D.overlong_penalty))]
+MaskTruncated = Annotated[Optional[bool], _opt("--mask-truncated/--no-mask-truncated", panel=_PANEL_OBJ,
+    help="Leave truncated responses out of the loss and of every count (tokens, responses, prompts) and of "
+         "the group's mean/std (DAPO's overlong filtering; TRL mask_truncated_completions)." + _d("off"))]
+KlEstimator = Annotated[Optional[str], _opt("--kl-estimator", panel=_PANEL_OBJ, metavar="k1|k2|k3",
+    help="KL(pi||ref) per token: k1 = log(pi/ref), k2 = log(pi/ref)^2/2, k3 = ref/pi - log(ref/pi) - 1 "
+         "(verl kl / mse / low_var_kl)." + _d(_D.kl_estimator))]
+KlIn = Annotated[Optional[str], _opt("--kl-in", panel=_PANEL_OBJ, metavar="loss|reward",
+    help="Where --beta's KL goes: loss = + beta*k per token (GRPO, verl use_kl_loss); reward = r - beta*sum_t k "
+         "before the advantages, no gradient (PPO-style, verl use_kl_in_reward)." + _d(_D.kl_in))]
 Steps = Annotated[Optional[int], _opt("--steps", panel=_PANEL_RUN, help="Policy steps." + _d(_D.steps))]
 Seed = Annotated[Optional[int], _opt("--seed", panel=_PANEL_RUN, help="Random seed." + _d(_D.seed))]
 Resume = Annotated[bool, _opt("--resume", panel=_PANEL_RUN,
@@ -96,7 +138,7 @@ Epsilon = Annotated[Optional[float], _opt("--epsilon", panel=_PANEL_PPO,
 EpsilonHigh = Annotated[Optional[float], _opt("--epsilon-high", panel=_PANEL_PPO,
     help="Upper clip range (DAPO's clip-higher)." + _d("--epsilon"))]
 Beta = Annotated[Optional[float], _opt("--beta", panel=_PANEL_PPO,
-    help="KL penalty weight (k3 estimator); > 0 loads a frozen reference model." + _d(_D.beta))]
+    help="KL penalty weight (see --kl-estimator, --kl-in); > 0 loads a frozen reference model." + _d(_D.beta))]
 PpoEpochs = Annotated[Optional[int], _opt("--ppo-epochs", panel=_PANEL_PPO,
     help="Passes over each rollout batch." + _d(_D.ppo_epochs))]
 MiniBatches = Annotated[Optional[int], _opt("--mini-batches", panel=_PANEL_PPO,
@@ -158,6 +200,17 @@ def train_cli(
     adv_scale: AdvScale = None,
     loss_agg: LossAgg = None,
     preset: Preset = None,
+    baseline: Baseline = None,
+    length_alpha: LengthAlpha = None,
+    ratio_level: RatioLevel = None,
+    policy_loss: PolicyLoss = None,
+    dynamic_sampling: DynamicSampling = None,
+    dynamic_sampling_max_rounds: DynamicSamplingMaxRounds = None,
+    overlong_buffer_frac: OverlongBufferFrac = None,
+    overlong_penalty: OverlongPenalty = None,
+    mask_truncated: MaskTruncated = None,
+    kl_estimator: KlEstimator = None,
+    kl_in: KlIn = None,
     steps: Steps = None,
     seed: Seed = None,
     out: Out = None,
