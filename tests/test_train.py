@@ -249,6 +249,20 @@ def test_help_is_complete():
         assert flag in res.output, flag
 
 
+def test_every_objective_knob_is_a_train_flag():
+    """Every objective knob, every field a preset sets and their companions can be set from ``drgrpo train``,
+    and each preset's help names it."""
+    from drgrpo_cli.config import OBJECTIVE_KNOBS, PRESETS, SWITCHED
+
+    res = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    for name in {*OBJECTIVE_KNOBS, *SWITCHED, "dynamic_sampling_max_rounds", "overlong_penalty", "beta"}:
+        assert "--" + name.replace("_", "-") in res.output, name
+    text = " ".join(res.output.split())
+    for preset in PRESETS:
+        assert f"{preset}:" in text, preset
+
+
 def test_provenance_is_recorded_and_a_changed_library_set_refuses_resume(tmp_path, small_model):
     from importlib import metadata
 

@@ -1,0 +1,163 @@
+"""The policy update with the objective knobs, on a real (tiny) model: one optimizer step's gradient does not
+depend on how many optimizer steps a generation feeds (TRL #5619) or on the micro-batch split; a masked row
+counts nowhere (TRL #6369); DAPO's dynamic sampling keeps, trims and logs groups as documented."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from drgrpo_cli.config import LOSS_AGGS, TrainConfig
+from drgrpo_cli.update import Rows, policy_update
+
+
+class RecordingOpt:
+    """An optimizer that records each step's gradient and never moves the weights, so every optimizer step of
+    an update is taken at the same weights and can be compared with another update's."""
+
+    def __init__(self, model):
+        self.model, self.grads = model, []
+
+    def zero_grad(self, set_to_none=True):
+        self.model.zero_grad(set_to_none=True)
+
+    def step(self):
+        self.grads.append({k: p.grad.clone() for k, p in self.model.named_parameters() if p.grad is not None})
+
+
+def _batch(N: int, V: int, seed: int = 1):
+    rng = random.Random(seed)
+    prompts = [[rng.randrange(3, V) for _ in range(rng.randint(3, 8))] for _ in range(N)]
+    responses = [[rng.randrange(3, V) for _ in range(rng.choice([1, 3, 6, 11, 17]))] for _ in range(N)]
+    return prompts, responses
+
+
+def _update(model, rows: Rows, **cfg) -> list[dict]:
+    c = TrainConfig(**{"max_grad_norm": 0.0, "max_tokens": 20, **cfg}).validate()
+    opt = RecordingOpt(model)
+    policy_update(model, None, opt, c, rows, budget=c.max_tokens_per_micro_batch, pad_id=0)
+    return opt.grads
+
+
+def _close(a: dict, b: dict, rel: float = 2e-5) -> bool:
+    num = sum(((a[k] - b[k]) ** 2).sum() for k in b) ** 0.5
+    return bool(num <= rel * sum((g ** 2).sum() for g in b.values()) ** 0.5) and set(a) == set(b)
+
+
+@pytest.fixture(scope="module")
+def model(small_model):
+    from drgrpo_cli.policy import load_model
+
+    torch.manual_seed(0)
+    return load_model(str(small_model))
+
+
+@pytest.mark.parametrize("objective", [{}, {"ratio_level": "sequence"}, {"policy_loss": "cispo"}])
+@pytest.mark.parametrize("mode", LOSS_AGGS)
+def test_an_optimizer_step_does_not_depend_on_steps_per_generation(model, monkeypatch, mode, objective):
+    """Two mini-batches of one generation (two optimizer steps; each also split in two micro-batches) give
+    the same gradient as two generations of one mini-batch each: every normalizer is the mini-batch's own,
+    never the generation's, and never divided by the number of steps (TRL #5619: 0.5x / 4x)."""
+    monkeypatch.setattr(torch, "randperm", lambda n: torch.arange(n))  # mini-batch k = group k, in order
+    prompts, responses = _batch(8, model.config.vocab_size)
+    adv = torch.tensor([0.9, -0.4, 1.3, -1.1, 0.2, -0.7, 0.5, -0.3])
+    two = _update(model, Rows(prompts, responses, adv), loss_agg=mode, group_size=4, prompts_per_step=2,
+                  mini_batches=2, micro_batches=2, **objective)
+    assert len(two) == 2
+    for k, rows in enumerate((slice(0, 4), slice(4, 8))):
+        one = _update(model, Rows(prompts[rows], responses[rows], adv[rows]), loss_agg=mode, group_size=4,
+                      prompts_per_step=1, **objective)
+        assert len(one) == 1 and _close(two[k], one[0]), (mode, k)
+    assert not _close(two[0], two[1])  # the two steps see different rows
+
+
+@pytest.mark.parametrize("mode", LOSS_AGGS)
+def test_a_masked_row_counts_nowhere(model, mode):
+    """The last row of a batch masked out (``Rows.valid``, as ``mask_truncated`` does) gives the gradient of
+    the batch without it, in every mode: out of the numerator and of every denominator (TRL #6369)."""
+    prompts, responses = _batch(8, model.config.vocab_size, seed=2)
+    adv = torch.tensor([0.9, -0.4, 1.3, -1.1, 0.2, -0.7, 0.5, -0.3])
+    valid = torch.tensor([True] * 7 + [False])
+    masked = _update(model, Rows(prompts, responses, adv, valid), loss_agg=mode, group_size=4, prompts_per_step=2)
+    dropped = _update(model, Rows(prompts[:7], responses[:7], adv[:7]), loss_agg=mode, group_size=4,
+                      prompts_per_step=2)
+    assert _close(masked[0], dropped[0], rel=1e-6), mode
+    kept = _update(model, Rows(prompts, responses, adv), loss_agg=mode, group_size=4, prompts_per_step=2)
+    assert not _close(kept[0], dropped[0])  # the row did matter before it was masked
+
+
+# ---- DAPO dynamic sampling, on scripted rewards ------------------------------------------------------------
+class _Task:
+    """Problems 0, 1, 2, ... in draw order; the reward of a response is scripted per problem."""
+
+    stop_strings = ()
+
+    def __init__(self, script: dict[int, list[float]]):
+        self.script, self.next = script, 0
+
+    def sample(self, n, rng):
+        out = [SimpleNamespace(answer=str(self.next + i)) for i in range(n)]
+        self.next += n
+        return out
+
+    def rollout_prompts(self, p, G, rng):
+        return [SimpleNamespace(prompt=f"{p.answer}#{j}", tag=None) for j in range(G)]
+
+    def reward(self, text, gold, truncated):
+        pid, j = (int(x) for x in text.split("#"))
+        return self.script.get(pid, [0.0] * 99)[j]
+
+
+class _Backend:
+    def generate(self, ids, **kw):
+        return [SimpleNamespace(ids=i, truncated=False) for i in ids]
+
+
+def _run(script, **cfg):
+    c = TrainConfig(**{"dynamic_sampling": True, "group_size": 2, "prompts_per_step": 3, **cfg})
+    return SimpleNamespace(cfg=c, task=_Task(script), rng=random.Random(0), backend=_Backend(),
+                           encode=lambda t: t, decode=lambda ids: ids)
+
+
+def test_dynamic_sampling_refills_trims_and_caps():
+    from drgrpo_cli.sampling import collect
+
+    # round 1: problems 0-2, only 1 varies; round 2: problems 3-5, 3 and 5 vary; round 3: 6-8, 6, 7 and 8 vary
+    script = {1: [1, 0], 3: [0, 1], 5: [1, 0], 6: [1, 0], 7: [0, 1], 8: [1, 0], 0: [1, 1], 2: [0, 0], 4: [1, 1]}
+    got = collect(_run(script))
+    assert (got.rounds, got.groups_seen, got.groups_kept) == (2, 6, 3)
+    assert [t.split("#")[0] for t in got.train.texts] == ["1", "1", "3", "3", "5", "5"]  # arrival order
+    assert got.train.rewards == [1, 0, 0, 1, 1, 0]
+    assert len(got.seen.texts) == 12 and got.seen.texts[:2] == ["0#0", "0#1"]  # everything sampled is logged
+    # at most 2 rounds: the step trains on the 1 + 2 groups it has
+    capped = collect(_run({1: [1, 0], 3: [0, 1]}, dynamic_sampling_max_rounds=2))
+    assert (capped.rounds, capped.groups_kept) == (2, 2)
+    assert [t.split("#")[0] for t in capped.train.texts] == ["1", "1", "3", "3"]
+    # nothing varies: no group to train on
+    none = collect(_run({}, dynamic_sampling_max_rounds=3))
+    assert (none.rounds, none.groups_kept, none.train.rewards) == (3, 0, [])
+    # off: one round, trained as sampled
+    off = collect(_run(script, dynamic_sampling=False))
+    assert off.rounds is None and off.train is off.seen and len(off.train.texts) == 6
+
+
+def test_dynamic_sampling_run_logs_its_rounds(tmp_path, small_model):
+    """A real run where most groups have no signal (every rollout in the failure state): the cap binds and
+    the log says so."""
+    import json
+
+    from drgrpo_cli.trainer import train
+
+    cfg = TrainConfig(model="builtin-small", steps=2, prompts_per_step=4, group_size=4, derail_prob=1.0,
+                      dynamic_sampling=True, dynamic_sampling_max_rounds=2, eval_every=0, checkpoint_every=0,
+                      max_tokens=24, threads=1)
+    train(cfg, tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert 1 <= r["train/ds_rounds"] <= 2 and 0 <= r["train/ds_groups_kept"] <= 4
+        assert r["train/ds_groups_kept"] == 4 or r["train/ds_rounds"] == 2
+        assert 0 <= r["train/zero_std_frac"] <= 1
+        assert r["train/gen_tokens"] > 0
