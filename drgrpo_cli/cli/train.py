@@ -13,7 +13,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from drgrpo_cli.cli.options import Force, Out, Quiet, fail
-from drgrpo_cli.config import BACKENDS, DTYPES, TrainConfig
+from drgrpo_cli.config import BACKENDS, DTYPES, PRESETS, TrainConfig
 
 _D = TrainConfig()
 _PANEL_BIAS = "The two bias switches"
@@ -50,13 +50,10 @@ LossAgg = Annotated[Optional[str], _opt("--loss-agg", panel=_PANEL_BIAS,
          "max_tokens = mean_i(sum/MAX_TOKENS) (Dr. GRPO), seq_sum = mean_i(sum), prompt_mean = mean over prompts "
          "of (group's token sum / group's tokens) (ScaleRL arXiv 2510.13786; SkyRL prompt_mean). Counts are "
          "those of each mini-batch." + _d(_D.loss_agg))]
-Preset = Annotated[Optional[str], _opt("--preset", panel=_PANEL_BIAS,
-    metavar="grpo|drgrpo|dapo|dapo-full|gspo|cispo",
-    help="Sets exactly: grpo: adv_scale=group, loss_agg=seq_mean. drgrpo: adv_scale=none, loss_agg=max_tokens. "
-         "dapo: adv_scale=group, loss_agg=token_mean, epsilon_high=0.28. dapo-full: dapo + dynamic_sampling, "
-         "overlong_buffer_frac=0.2, overlong_penalty=1, mask_truncated. gspo: ratio_level=sequence, "
-         "loss_agg=seq_mean, epsilon=3e-4, epsilon_high=4e-4. cispo: policy_loss=cispo, loss_agg=token_mean, "
-         "epsilon_high=4 (ratio cap 5). Nothing else; a flag that disagrees is an error.")]
+Preset = Annotated[Optional[str], _opt("--preset", panel=_PANEL_BIAS, metavar="|".join(PRESETS),
+    help="Sets exactly these knobs and nothing else (a flag that disagrees is an error): "
+         + "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in knobs.items()) for name, knobs in PRESETS.items())
+         + ".")]
 Baseline = Annotated[Optional[str], _opt("--baseline", panel=_PANEL_OBJ, metavar="group|loo",
     help="Advantage baseline b: group = the group's mean reward (GRPO); loo = the mean of the other G-1 (RLOO, "
          "as verl rloo / TRL RLOO); combines with any --adv-scale." + _d(_D.baseline))]
