@@ -147,7 +147,8 @@ def length_weights(
     Lengths are clamped to >= 1; a masked row gets weight 0."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    L = _grouped(lengths.to(torch.get_default_dtype()), group_size, "lengths").clamp(min=1)  # [P, G]
+    L = lengths if lengths.is_floating_point() else lengths.to(torch.get_default_dtype())  # a float dtype is kept
+    L = _grouped(L, group_size, "lengths").clamp(min=1)  # [P, G]
     v = torch.ones_like(L, dtype=torch.bool) if valid is None else _grouped(valid, group_size, "valid").bool()
     if alpha == 0:
         return v.to(L.dtype).reshape(-1)
@@ -166,7 +167,7 @@ def overlong_penalty(
     ``(L_max - L_cache - L) / L_cache`` down to -1 at ``L_max``, -1 beyond; times ``factor``."""
     if buffer < 1 or buffer > max_tokens:
         raise ValueError(f"buffer must be in [1, max_tokens={max_tokens}], got {buffer}")
-    L = lengths.to(torch.get_default_dtype())
+    L = lengths if lengths.is_floating_point() else lengths.to(torch.get_default_dtype())  # a float dtype is kept
     return factor * ((max_tokens - buffer - L) / buffer).clamp(min=-1.0, max=0.0)
 
 

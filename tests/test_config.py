@@ -146,3 +146,87 @@ def test_auto_threads_resolve_to_one_for_the_built_in_models():
         assert TrainConfig(model=model).validate().threads == 1
         assert TrainConfig(model=model, threads=3).validate().threads == 3
     assert TrainConfig(model="Qwen/Qwen2.5-Math-1.5B").validate().threads == 0  # torch's default
+
+
+# ---- the objectives that followed Dr. GRPO ------------------------------------------------------------------
+NEW_KNOBS = ("baseline", "length_alpha", "ratio_level", "policy_loss", "dynamic_sampling",
+             "dynamic_sampling_max_rounds", "overlong_buffer_frac", "overlong_penalty", "mask_truncated",
+             "kl_estimator", "kl_in")
+
+
+@pytest.mark.parametrize("bad", [
+    dict(baseline="rloo"), dict(ratio_level="seq"), dict(policy_loss="grpo"), dict(kl_estimator="k4"),
+    dict(kl_in="advantage"), dict(length_alpha=-0.5), dict(overlong_buffer_frac=1.0), dict(overlong_buffer_frac=-0.1),
+    dict(overlong_penalty=-1.0), dict(dynamic_sampling_max_rounds=0), dict(adv_scale="mean", overlong_buffer_frac=0.2),
+    dict(adv_scale="mean", beta=0.1, kl_in="reward"),
+])
+def test_new_knobs_validate_with_one_line(bad):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**bad).validate()
+    assert "\n" not in str(e.value) and str(e.value)
+
+
+def test_new_knobs_accept_their_choices():
+    cfg = TrainConfig(baseline="loo", length_alpha=1.0, ratio_level="sequence", policy_loss="cispo",
+                      dynamic_sampling=True, overlong_buffer_frac=0.25, overlong_penalty=0.5, mask_truncated=True,
+                      kl_estimator="k1", kl_in="reward", beta=0.01, loss_agg="prompt_mean").validate()
+    assert (cfg.baseline, cfg.ratio_level, cfg.policy_loss, cfg.kl_estimator) == ("loo", "sequence", "cispo", "k1")
+    # mean scale is fine without the overlong penalty and with the KL in the loss
+    assert TrainConfig(adv_scale="mean", beta=0.1, kl_in="loss").validate().adv_scale == "mean"
+
+
+def test_new_presets_set_exactly_their_keys():
+    assert PRESETS["dapo-full"] == {"adv_scale": "group", "loss_agg": "token_mean", "epsilon_high": 0.28,
+                                    "dynamic_sampling": True, "overlong_buffer_frac": 0.2, "overlong_penalty": 1.0,
+                                    "mask_truncated": True}
+    assert PRESETS["gspo"] == {"ratio_level": "sequence", "loss_agg": "seq_mean", "epsilon": 3e-4,
+                               "epsilon_high": 4e-4}
+    assert PRESETS["cispo"] == {"policy_loss": "cispo", "loss_agg": "token_mean"}
+    for name in ("dapo-full", "gspo", "cispo"):
+        assert apply_switches({}, preset=name) == PRESETS[name]  # nothing else changes
+        base = {"seed": 5, "steps": 7}
+        assert apply_switches(base, preset=name) == {**base, **PRESETS[name]}
+        from_options({}, preset=name)  # each preset validates as it stands
+    from drgrpo_cli.config import SWITCHED
+
+    assert set(SWITCHED) == {"adv_scale", "loss_agg", *(k for p in PRESETS.values() for k in p)}
+
+
+def test_new_presets_conflict_with_a_disagreeing_flag_only():
+    with pytest.raises(ConfigError, match="conflicting options: --preset gspo sets ratio_level=sequence"):
+        apply_switches({}, preset="gspo", ratio_level="token")
+    with pytest.raises(ConfigError, match="conflicting options: --preset dapo-full sets dynamic_sampling=True"):
+        apply_switches({}, preset="dapo-full", dynamic_sampling=False)
+    with pytest.raises(ConfigError, match="conflicting"):
+        apply_switches({}, preset="cispo", policy_loss="ppo")
+    with pytest.raises(ConfigError, match="conflicting"):
+        from_options({"dynamic_sampling": False}, preset="dapo-full")
+    with pytest.raises(ConfigError, match="conflicting"):
+        from_options({"epsilon": 0.2}, preset="gspo")
+    with pytest.raises(ConfigError, match="conflicting"):
+        apply_switches({}, preset="gspo", std=True, fixed_len=True)  # --fixed-len vs the preset's seq_mean
+    # agreeing sources are fine
+    assert apply_switches({}, preset="gspo", ratio_level="sequence") == PRESETS["gspo"]
+    assert apply_switches({}, preset="dapo-full", dynamic_sampling=True, std=True) == PRESETS["dapo-full"]
+    assert from_options({"policy_loss": "cispo", "loss_agg": "token_mean"}, preset="cispo").policy_loss == "cispo"
+    # a knob the preset does not set stays free
+    assert apply_switches({}, preset="gspo", std=False)["adv_scale"] == "none"
+
+
+def test_std_switch_maps_to_one_knob_only():
+    # TRL 0.22.0-0.22.2 inverted this mapping; the advantages' side is in test_objectives_followups
+    assert apply_switches({}, std=True) == {"adv_scale": "group"}
+    assert apply_switches({}, std=False) == {"adv_scale": "none"}
+
+
+def test_old_config_without_the_new_keys_loads_as_the_default(tmp_path):
+    old = TrainConfig().to_dict()
+    for k in NEW_KNOBS:
+        del old[k]
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig()
+    saved = TrainConfig(seed=4).validate().to_dict()  # an old run's resolved config
+    for k in NEW_KNOBS:
+        del saved[k]
+    assert TrainConfig.from_dict(saved).validate() == TrainConfig(seed=4).validate()
