@@ -181,7 +181,7 @@ def test_new_presets_set_exactly_their_keys():
                                     "mask_truncated": True}
     assert PRESETS["gspo"] == {"ratio_level": "sequence", "loss_agg": "seq_mean", "epsilon": 3e-4,
                                "epsilon_high": 4e-4}
-    assert PRESETS["cispo"] == {"policy_loss": "cispo", "loss_agg": "token_mean"}
+    assert PRESETS["cispo"] == {"policy_loss": "cispo", "loss_agg": "token_mean", "epsilon_high": 4.0}
     for name in ("dapo-full", "gspo", "cispo"):
         assert apply_switches({}, preset=name) == PRESETS[name]  # nothing else changes
         base = {"seed": 5, "steps": 7}
