@@ -161,3 +161,78 @@ def test_dynamic_sampling_run_logs_its_rounds(tmp_path, small_model):
         assert r["train/ds_groups_kept"] == 4 or r["train/ds_rounds"] == 2
         assert 0 <= r["train/zero_std_frac"] <= 1
         assert r["train/gen_tokens"] > 0
+
+
+# ---- reward shaping before the advantages (trainer._advantages) --------------------------------------------
+def _shaping_run(model, ref, **cfg):
+    c = TrainConfig(**{"group_size": 4, "prompts_per_step": 2, "max_tokens": 20, **cfg}).validate()
+    return SimpleNamespace(cfg=c, model=model, ref=ref, budget=c.max_tokens_per_micro_batch,
+                           tok=SimpleNamespace(pad_token_id=0))
+
+
+def _shaping_batch(V: int):
+    from drgrpo_cli.batch import Batch
+
+    prompts, responses = _batch(8, V, seed=3)
+    responses[5] = responses[5][:1] + [7] * 19  # 20 tokens: at the budget, truncated
+    rewards = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    trunc = [False] * 5 + [True] + [False] * 2
+    return Batch(prompts, responses, [""] * 8, rewards, trunc, [None] * 8, [""] * 8)
+
+
+def test_kl_in_reward_is_subtracted_before_the_advantages(model):
+    import copy
+
+    from drgrpo_cli.objectives import compute_advantages, kl_penalty
+    from drgrpo_cli.packing import packed_logprobs, response_mask
+    from drgrpo_cli.trainer import _advantages
+    from drgrpo_cli.update import sequence_kl
+
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    b = _shaping_batch(model.config.vocab_size)
+    mask = response_mask(b.responses)
+    with torch.no_grad():
+        lp = packed_logprobs(model, b.prompts, b.responses, 1.0, pad_id=0, width=mask.shape[1])[0]
+        lr = packed_logprobs(ref, b.prompts, b.responses, 1.0, pad_id=0, width=mask.shape[1])[0]
+    for est in ("k1", "k2", "k3"):
+        run = _shaping_run(model, ref, beta=0.5, kl_in="reward", kl_estimator=est)
+        want_kl = (kl_penalty(lp, lr, est) * mask).sum(-1)  # [N] each response's summed estimate
+        kl, tokens = sequence_kl(model, ref, run.cfg, Rows(b.prompts, b.responses, torch.zeros(8)), budget=65536,
+                                 pad_id=0)
+        assert tokens == int(mask.sum()) and torch.allclose(kl, want_kl, rtol=1e-5, atol=1e-7)
+        assert bool((want_kl != 0).any())
+        adv, _, valid, logged = _advantages(run, b)
+        want = compute_advantages(torch.tensor(b.rewards) - 0.5 * want_kl, 4, "group")
+        assert valid is None and torch.allclose(adv, want, rtol=1e-5, atol=1e-6), est
+        assert logged["train/kl"] == pytest.approx(float(want_kl.sum()) / int(mask.sum()), rel=1e-5)
+    same = sequence_kl(model, model, run.cfg, Rows(b.prompts, b.responses, torch.zeros(8)), budget=65536, pad_id=0)
+    assert same[0].abs().max().item() == 0.0  # the policy against itself: exactly no KL
+
+
+def test_overlong_penalty_length_weights_and_masking_shape_the_advantages(model):
+    from drgrpo_cli.objectives import compute_advantages
+    from drgrpo_cli.trainer import _advantages
+
+    b = _shaping_batch(model.config.vocab_size)
+    L = torch.tensor([float(len(r)) for r in b.responses])
+    r = torch.tensor(b.rewards)
+    # buffer round(0.25 * 20) = 5 tokens: penalty (15 - L) / 5 clipped to [-1, 0], times 0.5
+    run = _shaping_run(model, None, overlong_buffer_frac=0.25, overlong_penalty=0.5, adv_scale="none")
+    adv, _, _, logged = _advantages(run, b)
+    pen = 0.5 * ((15 - L) / 5).clamp(-1, 0)
+    assert pen[5].item() == -0.5 and bool((pen[L <= 15] == 0).all())
+    assert torch.equal(adv, compute_advantages(r + pen, 4, "none"))
+    assert logged["train/overlong_penalty"] == pytest.approx(pen.mean().item())
+    # Delta-L on top of the advantages; the truncated row masked: advantage 0, out of the group's mean
+    run = _shaping_run(model, None, adv_scale="none", length_alpha=1.0, mask_truncated=True)
+    adv, _, valid, logged = _advantages(run, b)
+    assert valid.tolist() == [True] * 5 + [False] + [True] * 2 and logged["train/masked_frac"] == 1 / 8
+    # group 1 = rows 4-7, row 5 masked: valid rewards 1, 0, 0 -> mean 1/3
+    base = torch.tensor([1 - 1 / 3, 0.0, -1 / 3, -1 / 3])
+    inv = 1 / L[4:]
+    w = inv / inv[[0, 2, 3]].mean()
+    assert torch.allclose(adv[4:], base * torch.tensor([w[0], 0.0, w[2], w[3]]), rtol=1e-6)
+    assert adv[5].item() == 0.0
