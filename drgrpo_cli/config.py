@@ -152,8 +152,13 @@ class TrainConfig:
     # ------------------------------------------------------------------------------------------------
     @property
     def arm(self) -> str:
-        """A readable name for the pair of bias knobs (GRPO, Dr. GRPO, ...)."""
-        return arm_label(self.adv_scale, self.loss_agg)
+        """A readable name for the objective: the pair of bias knobs (GRPO, Dr. GRPO, ...), then any other
+        objective knob away from its default, e.g. ``GRPO (ratio_level=sequence)``."""
+        defaults = TrainConfig.__dataclass_fields__
+        extra = [f"{k}={getattr(self, k)}" for k in OBJECTIVE_KNOBS if k not in ("adv_scale", "loss_agg")
+                 and getattr(self, k) != defaults[k].default]
+        label = arm_label(self.adv_scale, self.loss_agg)
+        return f"{label} ({', '.join(extra)})" if extra else label
 
     @property
     def overlong_buffer_tokens(self) -> int:

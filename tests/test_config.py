@@ -230,3 +230,13 @@ def test_old_config_without_the_new_keys_loads_as_the_default(tmp_path):
     for k in NEW_KNOBS:
         del saved[k]
     assert TrainConfig.from_dict(saved).validate() == TrainConfig(seed=4).validate()
+
+
+def test_arm_names_the_knobs_away_from_their_defaults():
+    """``cfg.arm`` (summary.json, the default run folder of ``drgrpo train``) stays the bias pair's name for the
+    default objective, and names every other objective knob that differs, so GSPO is not filed as GRPO."""
+    assert TrainConfig().arm == "GRPO" and TrainConfig(adv_scale="none", loss_agg="max_tokens").arm == "Dr. GRPO"
+    assert TrainConfig(ratio_level="sequence").arm == "GRPO (ratio_level=sequence)"
+    assert TrainConfig(adv_scale="none", loss_agg="max_tokens", length_alpha=1.0, baseline="loo").arm == \
+        "Dr. GRPO (baseline=loo, length_alpha=1.0)"
+    assert TrainConfig(epsilon=0.1, beta=0.1).arm == "GRPO"  # not objective knobs
