@@ -10,6 +10,7 @@ import pytest
 from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, headline, headline_key, run_numbers
 from drgrpo_cli.report.stats import (
     Contrast,
+    Knobs,
     by_seed,
     contrast_values,
     describe,
@@ -18,6 +19,7 @@ from drgrpo_cli.report.stats import (
     paired,
     paired_diff,
     plan_contrasts,
+    knobs_with,
     t_crit,
     t_quantile,
 )
@@ -68,9 +70,15 @@ def test_mean_ci_and_by_seed():
     assert by_seed([(0, 1.0), (1, None), (0, 3.0)]) == {0: 2.0, 1: None}  # duplicates: their mean
 
 
+def K(adv_scale: str, loss_agg: str, **other) -> Knobs:
+    """An arm's knobs: the two bias knobs, ``other`` objective knobs, the rest at their defaults."""
+    return knobs_with(adv_scale=adv_scale, loss_agg=loss_agg, **other)
+
+
 # the 2x2 with 3 seeds, growth per seed (tokens)
 GS, NS, GM, NM = "GRPO", "std-only fix", "length-only fix", "Dr. GRPO"
-KNOBS = {GS: ("group", "seq_mean"), NS: ("none", "seq_mean"), GM: ("group", "max_tokens"), NM: ("none", "max_tokens")}
+KNOBS = {GS: K("group", "seq_mean"), NS: K("none", "seq_mean"), GM: K("group", "max_tokens"),
+         NM: K("none", "max_tokens")}
 VALUES = {GS: {0: 20.0, 1: 24.0, 2: 16.0}, NS: {0: 18.0, 1: 20.0, 2: 16.0},
           GM: {0: 2.0, 1: 4.0, 2: 0.0}, NM: {0: 0.0, 1: 2.0, 2: 1.0}}
 
@@ -99,8 +107,8 @@ def test_2x2_contrasts_by_hand():
 
 def test_plan_contrasts_uses_knobs_not_labels():
     # non-standard labels: still GRPO - Dr. GRPO and the main effects, in fixed order
-    knobs = {"fixed": ("none", "max_tokens"), "baseline": ("group", "seq_mean"), "x": ("none", "seq_mean"),
-             "y": ("group", "max_tokens")}
+    knobs = {"fixed": K("none", "max_tokens"), "baseline": K("group", "seq_mean"), "x": K("none", "seq_mean"),
+             "y": K("group", "max_tokens")}
     cs = plan_contrasts(knobs)
     assert [c.name for c in cs] == ["GRPO − Dr. GRPO", "length norm. (seq_mean − max_tokens)",
                                     "std norm. (group − none)"]
@@ -109,26 +117,27 @@ def test_plan_contrasts_uses_knobs_not_labels():
     assert dict(cs[1].weights) == {"baseline": 0.5, "y": -0.5, "x": 0.5, "fixed": -0.5}
     assert dict(cs[2].weights) == {"baseline": 0.5, "x": -0.5, "y": 0.5, "fixed": -0.5}
     # the two paper arms only
-    (c,) = plan_contrasts({"Dr. GRPO": ("none", "max_tokens"), "GRPO": ("group", "seq_mean")})
+    (c,) = plan_contrasts({"Dr. GRPO": K("none", "max_tokens"), "GRPO": K("group", "seq_mean")})
     assert c.kind == "grpo_vs_drgrpo" and c.plus == "larger under GRPO"
     # loss-modes: adv_scale fixed, 4 loss_agg -> each arm against the seq_mean (GRPO-like) arm, reference first
-    lm = {"GRPO": ("group", "seq_mean"), "DAPO": ("group", "token_mean"), "Dr loss": ("group", "max_tokens"),
-          "sum": ("group", "seq_sum")}
+    lm = {"GRPO": K("group", "seq_mean"), "DAPO": K("group", "token_mean"), "Dr loss": K("group", "max_tokens"),
+          "sum": K("group", "seq_sum")}
     cs = plan_contrasts(lm)
     assert [c.name for c in cs] == ["GRPO − DAPO", "GRPO − Dr loss", "GRPO − sum"]
     assert {c.kind for c in cs} == {"vs_reference"} and all(c.weights[0] == ("GRPO", 1.0) for c in cs)
     # no GRPO-like arm: the one seq_mean arm is the reference
-    cs = plan_contrasts({"a": ("none", "token_mean"), "b": ("none", "seq_mean"), "c": ("none", "seq_sum")})
+    cs = plan_contrasts({"a": K("none", "token_mean"), "b": K("none", "seq_mean"), "c": K("none", "seq_sum")})
     assert [c.name for c in cs] == ["b − a", "b − c"]
     # a 2x2 plus an extra arm: the extra arm is compared with the GRPO-like arm
-    cs = plan_contrasts({**KNOBS, "DAPO": ("group", "token_mean")})
+    cs = plan_contrasts({**KNOBS, "DAPO": K("group", "token_mean")})
     assert [c.kind for c in cs] == ["grpo_vs_drgrpo", "length_norm", "std_norm", "vs_reference"]
     assert cs[-1].name == "GRPO − DAPO"
     # arms of mixed knobs (None) are left out; two arms with the same knobs are not identifiable by knobs
-    assert plan_contrasts({"GRPO": None, "Dr. GRPO": ("none", "max_tokens")}) == []
-    cs = plan_contrasts({"g1": ("group", "seq_mean"), "g2": ("group", "seq_mean"), "d": ("none", "max_tokens")})
-    assert [c.kind for c in cs] == ["vs_reference", "vs_reference"] and cs[0].name == "g1 − g2"
-    assert plan_contrasts({"only": ("group", "seq_mean")}) == []
+    assert plan_contrasts({"GRPO": None, "Dr. GRPO": K("none", "max_tokens")}) == []
+    # (no GRPO arm left: the Dr. GRPO arm is the reference, "arm − Dr. GRPO")
+    cs = plan_contrasts({"g1": K("group", "seq_mean"), "g2": K("group", "seq_mean"), "d": K("none", "max_tokens")})
+    assert [c.kind for c in cs] == ["vs_reference", "vs_reference"] and [c.name for c in cs] == ["g1 − d", "g2 − d"]
+    assert plan_contrasts({"only": K("group", "seq_mean")}) == []
 
 
 def test_describe_is_honest():
