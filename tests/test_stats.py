@@ -8,18 +8,27 @@ import math
 import pytest
 
 from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, headline, headline_key, run_numbers
+from drgrpo_cli.report.stats import KNOBS as KNOBS_
 from drgrpo_cli.report.stats import (
+    DRGRPO_KNOBS,
+    GRPO_KNOBS,
     Contrast,
     Knobs,
+    arm_knobs,
     by_seed,
     contrast_values,
     describe,
+    differing_knobs,
     evaluate,
+    knob_label,
+    knob_text,
+    knobs_of,
     mean_ci,
     paired,
     paired_diff,
     plan_contrasts,
     knobs_with,
+    reference_arm,
     t_crit,
     t_quantile,
 )
@@ -138,6 +147,87 @@ def test_plan_contrasts_uses_knobs_not_labels():
     cs = plan_contrasts({"g1": K("group", "seq_mean"), "g2": K("group", "seq_mean"), "d": K("none", "max_tokens")})
     assert [c.kind for c in cs] == ["vs_reference", "vs_reference"] and [c.name for c in cs] == ["g1 − d", "g2 − d"]
     assert plan_contrasts({"only": K("group", "seq_mean")}) == []
+
+
+def test_knobs_are_every_objective_knob_with_config_defaults():
+    from drgrpo_cli.config import OBJECTIVE_KNOBS, TrainConfig
+
+    assert KNOBS_ == OBJECTIVE_KNOBS and tuple(GRPO_KNOBS._fields) == OBJECTIVE_KNOBS
+    assert GRPO_KNOBS == tuple(getattr(TrainConfig(), k) for k in OBJECTIVE_KNOBS)  # the dataclass's defaults
+    # an old config.json (no new keys) has the defaults: the same arm as a new one at the defaults
+    assert knobs_of({"adv_scale": "none", "loss_agg": "max_tokens"}) == DRGRPO_KNOBS
+    assert knobs_of(TrainConfig(adv_scale="none", loss_agg="max_tokens").to_dict()) == DRGRPO_KNOBS
+    assert knobs_of({}) == GRPO_KNOBS
+    # values compare as values: 1 == 1.0, "true" == True, 0 == False
+    dl = knobs_of({"adv_scale": "none", "loss_agg": "max_tokens", "length_alpha": 1})
+    assert dl == knobs_with(adv_scale="none", loss_agg="max_tokens", length_alpha=1.0) != DRGRPO_KNOBS
+    assert knobs_of({"mask_truncated": "true"}) == knobs_of({"mask_truncated": True}) == knobs_with(mask_truncated=1)
+    assert knobs_of({"dynamic_sampling": 0, "overlong_buffer_frac": 0}) == GRPO_KNOBS
+    assert arm_knobs([{"length_alpha": 1}, {"length_alpha": 1.0}]) == knobs_with(length_alpha=1.0)
+    assert arm_knobs([{"length_alpha": 1}, {}]) is None and arm_knobs([]) is None
+    assert differing_knobs([{"length_alpha": 1}, {"ratio_level": "sequence"}]) == ["length_alpha", "ratio_level"]
+    with pytest.raises(KeyError):
+        knobs_with(epsilon=0.1)  # not an objective knob
+    with pytest.raises(ValueError, match="knobs are 11 values"):
+        plan_contrasts({"a": ("group", "seq_mean")})
+
+
+def test_knob_text_names_only_the_other_knobs_off_their_defaults():
+    assert knob_text(GRPO_KNOBS) == "group, seq_mean" and knob_text(DRGRPO_KNOBS) == "none, max_tokens"
+    assert knob_text(K("none", "max_tokens", length_alpha=1)) == "none, max_tokens, length_alpha=1"
+    assert knob_text(K("none", "seq_mean", ratio_level="sequence")) == "none, seq_mean, ratio_level=sequence"
+    dapo = K("group", "token_mean", dynamic_sampling=True, overlong_buffer_frac=0.2, mask_truncated=True)
+    assert knob_text(dapo) == ("group, token_mean, dynamic_sampling=true, overlong_buffer_frac=0.2, "
+                               "mask_truncated=true")
+    assert knob_label(K("none", "max_tokens", length_alpha=1.0)) == "Dr. GRPO (length_alpha=1)"
+    assert knob_label(K("none", "seq_mean", ratio_level="sequence")) == "std-only fix (ratio_level=sequence)"
+    assert knob_label(K("none", "prompt_mean")) == "none/prompt_mean" and knob_label(GRPO_KNOBS) == "GRPO"
+
+
+#: The length-normalizer grid: every arm adv_scale none; "ΔL" and "GSPO" differ from the max_tokens and the
+#: seq_mean arm only in a knob beyond the two bias knobs.
+SIX = {"seq_mean": K("none", "seq_mean"), "token_mean": K("none", "token_mean"),
+       "max_tokens": K("none", "max_tokens"), "prompt_mean": K("none", "prompt_mean"),
+       "ΔL": K("none", "max_tokens", length_alpha=1.0),
+       "GSPO": K("none", "seq_mean", ratio_level="sequence")}
+
+
+def test_reference_is_grpo_else_drgrpo_else_the_seq_mean_arm_else_the_first():
+    assert reference_arm({"d": DRGRPO_KNOBS, "g": GRPO_KNOBS, "x": K("group", "token_mean")}) == "g"
+    assert reference_arm({"x": K("group", "token_mean"), "d": DRGRPO_KNOBS, "s": K("none", "seq_mean")}) == "d"
+    assert reference_arm({"x": K("none", "token_mean"), "s": K("none", "seq_mean")}) == "s"
+    assert reference_arm({"x": K("none", "token_mean"), "y": K("none", "seq_sum")}) == "x"
+    assert reference_arm({"a": None}) is None
+    # the six-arm grid: no GRPO arm, so every other arm is compared with the Dr. GRPO arm, as "arm − Dr. GRPO"
+    cs = plan_contrasts(SIX)
+    assert [c.name for c in cs] == ["seq_mean − max_tokens", "token_mean − max_tokens", "prompt_mean − max_tokens",
+                                    "ΔL − max_tokens", "GSPO − max_tokens"]
+    assert {c.kind for c in cs} == {"vs_reference"}
+    dl, gspo = cs[3], cs[4]
+    assert dl.weights == (("ΔL", 1.0), ("max_tokens", -1.0))
+    assert dl.detail == ("ΔL (none, max_tokens, length_alpha=1) − max_tokens (none, max_tokens); "
+                         "reference arm: max_tokens")
+    assert gspo.detail == ("GSPO (none, seq_mean, ratio_level=sequence) − max_tokens (none, max_tokens); "
+                           "reference arm: max_tokens")
+    # a positive number means more under the arm, a negative one more under Dr. GRPO
+    assert (dl.plus, dl.minus) == ("larger under ΔL", "larger under max_tokens")
+    base = {"max_tokens": {0: 10.0, 1: 20.0}}
+    more = describe(dl, evaluate(dl, {"ΔL": {0: 30.0, 1: 40.0}, **base}), "growth", "tokens")
+    assert more.startswith("ΔL − max_tokens, growth: +20.0 tokens") and "larger under ΔL in 2/2 seeds" in more
+    less = describe(dl, evaluate(dl, {"ΔL": {0: 5.0, 1: 9.0}, **base}), "growth", "tokens")
+    assert less.startswith("ΔL − max_tokens, growth: -8.0 tokens") and "larger under max_tokens in 2/2" in less
+    # labels do not decide: with the labels swapped the comparisons follow the knobs
+    swapped = {"ΔL": SIX["max_tokens"], "max_tokens": SIX["ΔL"], "GSPO": SIX["seq_mean"], "seq_mean": SIX["GSPO"]}
+    cs = plan_contrasts({**SIX, **swapped})
+    assert [c.name for c in cs] == ["seq_mean − ΔL", "token_mean − ΔL", "max_tokens − ΔL", "prompt_mean − ΔL",
+                                    "GSPO − ΔL"]
+    assert cs[2].detail.startswith("max_tokens (none, max_tokens, length_alpha=1) − ΔL (none, max_tokens);")
+    # with pairs only, ΔL and GSPO would share the knobs of max_tokens and seq_mean; now they are other cells:
+    # the 2x2 needs its four cells at the other knobs' defaults
+    two = {"g": GRPO_KNOBS, "gspo": K("group", "seq_mean", ratio_level="sequence"), "d": DRGRPO_KNOBS}
+    cs = plan_contrasts(two)
+    assert [c.name for c in cs] == ["GRPO − Dr. GRPO", "g − gspo"]
+    assert cs[1].detail == "g (group, seq_mean) − gspo (group, seq_mean, ratio_level=sequence); reference arm: g"
 
 
 def test_describe_is_honest():

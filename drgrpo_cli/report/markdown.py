@@ -18,7 +18,7 @@ from drgrpo_cli.report.figures import FIGURE_TITLES
 from drgrpo_cli.report.numbers import FINAL_METRICS, ReportNumbers, metric_words
 from drgrpo_cli.report.provenance_table import provenance_table
 from drgrpo_cli.report.runs import PlotContext
-from drgrpo_cli.report.stats import Contrast, describe, extra_knobs, knob_text
+from drgrpo_cli.report.stats import KNOBS, Contrast, describe, extra_knobs, knob_text
 from drgrpo_cli.report.text import markdown_table, number_text, or_nan, value_text
 
 __all__ = ["markdown_to_html", "report_markdown"]
@@ -108,11 +108,9 @@ def _headline_section(ctx: PlotContext, nums: ReportNumbers) -> list[str]:
 
 
 def _extra_knob_names(ctx: PlotContext) -> list[str]:
-    """The knobs beyond adv_scale and loss_agg that some arm has off their defaults."""
-    names: list[str] = []
-    for k in ctx.knobs.values():
-        names += [n for n, _ in extra_knobs(k or ()) if n not in names]
-    return names
+    """The knobs beyond adv_scale and loss_agg that some arm has off their defaults (in KNOBS order)."""
+    off = {n for k in ctx.knobs.values() if k for n, _ in extra_knobs(k)}
+    return [n for n in KNOBS if n in off]
 
 
 def _knob_header(ctx: PlotContext) -> str:

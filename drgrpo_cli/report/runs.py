@@ -3,8 +3,8 @@
 A path is a run directory (holds ``config.json``) or a folder searched for them (3 levels). An arm's label
 comes from the sweep's ``grid.json`` (as ``drgrpo ablate`` writes it), else the config's ``arm``, else its
 knobs (``stats.knob_label``: "Dr. GRPO", "Dr. GRPO (length_alpha=1)"); runs labelled from their knobs whose
-configs differ beyond the seed get the difference in the label (a knob missing from an older config counts
-as its default).
+configs differ beyond the seed get the difference in the label (a TrainConfig field missing from an older
+config counts as its default).
 The seeds of an arm are its runs. Labels only name and order arms; comparisons go by knobs (stats.py).
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.metrics import HEADLINE_FALLBACK
 from drgrpo_cli.report.stats import KNOB_DEFAULTS, Knobs, knob_label, knob_value, knob_value_text, knobs_of
 from drgrpo_cli.report.text import value_text
@@ -37,6 +38,8 @@ SEED_KEYS = frozenset({"seed", "device", "threads", "checkpoint_every", "samples
                        "gradient_checkpointing", "out", "output_dir", "run_dir", "name"})
 #: ``eval/<name>/<metric>``: an eval of a named eval set.
 NAMED_EVAL = re.compile(r"^eval/([^/]+)/(accuracy|len_mean|len_correct|len_incorrect)$")
+#: TrainConfig's defaults: a key an older config.json lacks had the default's effect.
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 class PlotError(ValueError):
@@ -321,10 +324,11 @@ def split_mixed_arms(runs: list[Run]) -> None:
 
 
 def _config_text(config: dict[str, Any], key: str) -> str:
-    """A config value as text; an objective knob as its knob value (the default where the key is absent)."""
+    """A config value as text (a TrainConfig field absent from an older config: its default); an objective
+    knob as its knob value (1 and 1.0 alike)."""
     if key in KNOB_DEFAULTS:
         return knob_value_text(knob_value(key, config.get(key, KNOB_DEFAULTS[key])))
-    return value_text(config.get(key))
+    return value_text(config[key] if key in config else _FIELD_DEFAULTS.get(key))
 
 
 def _run_order(r: Run) -> tuple[Any, ...]:
