@@ -12,6 +12,7 @@ import signal
 import textwrap
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.sweep.grid import slugify
@@ -152,16 +153,21 @@ HAND_KNOBS = {"GRPO": ("group", "seq_mean"), "std-only fix": ("none", "seq_mean"
               "length-only fix": ("group", "max_tokens"), "Dr. GRPO": ("none", "max_tokens")}
 T2 = 4.3026527  # t_{0.975, 2}
 
-def write_hand_sweep(root: Path, labels: dict[str, str] | None = None, derailed: bool = True) -> Path:
+def write_hand_sweep(root: Path, labels: dict[str, str] | None = None, derailed: bool = True,
+                     config: dict[str, dict[str, Any]] | None = None, drop: Sequence[str] = ()) -> Path:
     """A finished 2x2 sweep (grid.json + run dirs) with 10 steps per run: failure-state wrong-answer length
-    10 at step 1 and 10 + growth on the last 20% of steps; pooled length = 2x that; constant reward."""
+    10 at step 1 and 10 + growth on the last 20% of steps; pooled length = 2x that; constant reward.
+    ``config``: more config values per arm (by its HAND_KNOBS name); ``drop``: keys left out of every
+    config (as an older drgrpo wrote them)."""
     runs = []
     for arm, (adv, agg) in HAND_KNOBS.items():
         label = (labels or {}).get(arm, arm)
         for seed in range(3):
             d = root / f"{slugify(label)}__seed{seed}"
             d.mkdir(parents=True)
-            cfg = TrainConfig(adv_scale=adv, loss_agg=agg, seed=seed, steps=10).to_dict()
+            more = (config or {}).get(arm, {})
+            cfg = TrainConfig(adv_scale=adv, loss_agg=agg, seed=seed, steps=10, **more).to_dict()
+            cfg = {k: v for k, v in cfg.items() if k not in drop}
             (d / "config.json").write_text(json.dumps(cfg))
             g, rew = HAND_GROWTH[arm][seed], HAND_REWARD[arm][seed]
             rows = [{"step": 0, "eval/accuracy": 0.25}]

@@ -142,6 +142,31 @@ def test_arms_only_grid(tmp_path):
     assert g.runs[1].config.epsilon_high == 0.28 and g.runs[2].config.lr == 0.01
 
 
+def test_unnamed_points_are_labelled_by_every_objective_knob(tmp_path):
+    """A point's label names the other objective knobs off their defaults (from the axes or [base]) and the
+    axis values that are not knobs, so points that differ only in such a knob get different labels."""
+    p = write(tmp_path, """
+        [base]
+        steps = 3
+        adv_scale = "none"
+        [axes]
+        loss_agg = ["seq_mean", "max_tokens"]
+        length_alpha = [0.0, 1.0]
+        lr = [0.001]
+    """)
+    assert [r.arm for r in load_grid(p).runs] == [
+        "std-only fix (lr=0.001)", "std-only fix (length_alpha=1, lr=0.001)", "Dr. GRPO (lr=0.001)",
+        "Dr. GRPO (length_alpha=1, lr=0.001)"]
+    p = write(tmp_path, """
+        [base]
+        steps = 3
+        ratio_level = "sequence"
+        [axes]
+        adv_scale = ["group", "none"]
+    """)
+    assert [r.arm for r in load_grid(p).runs] == ["GRPO (ratio_level=sequence)", "std-only fix (ratio_level=sequence)"]
+
+
 def test_lists_and_types_are_coerced(tmp_path):
     p = write(tmp_path, """
         [base]

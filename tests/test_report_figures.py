@@ -107,6 +107,7 @@ def test_swapped_and_renamed_labels_do_not_decide_comparisons_or_colours(tmp_pat
     """Labels only name arms: with "GRPO" and "Dr. GRPO" swapped (and the one-switch arms renamed), the
     figure's numbers line, the colours and the report's comparisons follow the knobs."""
     from drgrpo_cli.report.figures import KNOB_STYLES
+    from drgrpo_cli.report.stats import knobs_with
 
     labels = {"GRPO": "Dr. GRPO", "Dr. GRPO": "GRPO", "std-only fix": "a", "length-only fix": "b"}
     root = write_fake_sweep(tmp_path / "sw", seeds=3, steps=20, eval_every=10, labels=labels)
@@ -117,10 +118,14 @@ def test_swapped_and_renamed_labels_do_not_decide_comparisons_or_colours(tmp_pat
     assert sub.startswith("GRPO − Dr. GRPO, paired over 3 seeds — failure-state wrong-answer growth: +")
     assert "larger under Dr. GRPO in 3/3 seeds" in sub
     legend = {t.get_text().split(" [")[0]: h for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
-    assert (legend["Dr. GRPO"].get_color(), legend["Dr. GRPO"].get_linestyle()) == KNOB_STYLES[("group", "seq_mean")]
-    assert (legend["GRPO"].get_color(), legend["GRPO"].get_linestyle()) == KNOB_STYLES[("none", "max_tokens")]
-    assert (legend["a"].get_color(), legend["a"].get_linestyle()) == KNOB_STYLES[("none", "seq_mean")]
-    assert (legend["b"].get_color(), legend["b"].get_linestyle()) == KNOB_STYLES[("group", "max_tokens")]
+
+    def style(h):
+        return h.get_color(), h.get_linestyle()
+
+    assert style(legend["Dr. GRPO"]) == KNOB_STYLES[knobs_with(adv_scale="group", loss_agg="seq_mean")]
+    assert style(legend["GRPO"]) == KNOB_STYLES[knobs_with(adv_scale="none", loss_agg="max_tokens")]
+    assert style(legend["a"]) == KNOB_STYLES[knobs_with(adv_scale="none", loss_agg="seq_mean")]
+    assert style(legend["b"]) == KNOB_STYLES[knobs_with(adv_scale="group", loss_agg="max_tokens")]
     md = res.report.read_text()
     assert "- **GRPO − Dr. GRPO**: Dr. GRPO (group, seq_mean) − GRPO (none, max_tokens)" in md
     assert "| failure-state wrong-answer length growth | **GRPO − Dr. GRPO** | 3 | +" in md

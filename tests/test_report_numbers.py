@@ -92,7 +92,12 @@ def test_sweep_growth_numbers_exact(sweep):
     assert "Welch" not in md
     assert "| GRPO | 2 | +45.0 | [-18.5, +108.5] | +40.0, +50.0 |" in md
     assert "| Dr. GRPO | 2 | +15.0 | [-48.5, +78.5] | +10.0, +20.0 |" in md
-    assert "| GRPO | group, seq_mean | 2 | 100.0 → 145.0 | +45.0 | +40.0, +50.0 | 0.600 ± 0.141 |" in md
+    # headline table, growth 95% CI of each arm over its own seeds: GRPO 40, 50 -> mean 45, sd 7.0711,
+    # half-width t_{.975,1} * sd / sqrt(2) = 12.7062 * 5 = 63.53 -> [-18.5, +108.5]
+    assert ("| GRPO | group, seq_mean | 2 | 100.0 → 145.0 | +45.0 | [-18.5, +108.5] | +40.0, +50.0 | 0.600 ± 0.141 |"
+            in md)
+    assert "| Dr. GRPO | none, max_tokens | 2 | 100.0 → 115.0 | +15.0 | [-48.5, +78.5] | +10.0, +20.0 |" in md
+    assert "| arm | adv_scale, loss_agg | seeds | early → late (tokens) | growth | growth 95% CI |" in md
     assert ("| wrong-answer length growth (pooled) | **GRPO − Dr. GRPO** | 2 | +30.0 tokens | [+30.0, +30.0] | "
             "2/2 (larger under GRPO) | excludes 0 |") in md
     assert "| final reward | **GRPO − Dr. GRPO** | 2 | +0.100 | [-1.171, +1.371] | 1/2 (larger under GRPO) | includes 0 |" in md
@@ -247,7 +252,10 @@ def test_arms_are_identified_by_knobs_not_labels(tmp_path):
     assert g["comparison"] == "GRPO − Dr. GRPO" and g["detail"] == "baseline (group, seq_mean) − fixed (none, max_tokens)"
     assert g["n"] == 3 and g["mean"] > 0
     assert ("headline_growth", "length_norm") in kinds and ("headline_growth", "std_norm") in kinds
-    assert res.summary["arms"]["baseline"]["knobs"] == ["group", "seq_mean"]
+    assert res.summary["arms"]["baseline"]["knobs"] == {  # every objective knob; old configs: the defaults
+        "adv_scale": "group", "baseline": "group", "loss_agg": "seq_mean", "length_alpha": 0.0, "ratio_level": "token",
+        "policy_loss": "ppo", "dynamic_sampling": False, "overlong_buffer_frac": 0.0, "mask_truncated": False,
+        "kl_estimator": "k3", "kl_in": "loss"}
     # styles follow the knobs too
     legend = [t.get_text() for t in res.figures["length_growth"].legends[0].get_texts()]
     assert "baseline [group, seq_mean] (n=3)" in legend

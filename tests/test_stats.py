@@ -8,16 +8,27 @@ import math
 import pytest
 
 from drgrpo_cli.metrics import HEADLINE, HEADLINE_FALLBACK, headline, headline_key, run_numbers
+from drgrpo_cli.report.stats import KNOBS as KNOBS_
 from drgrpo_cli.report.stats import (
+    DRGRPO_KNOBS,
+    GRPO_KNOBS,
     Contrast,
+    Knobs,
+    arm_knobs,
     by_seed,
     contrast_values,
     describe,
+    differing_knobs,
     evaluate,
+    knob_label,
+    knob_text,
+    knobs_of,
     mean_ci,
     paired,
     paired_diff,
     plan_contrasts,
+    knobs_with,
+    reference_arm,
     t_crit,
     t_quantile,
 )
@@ -68,9 +79,15 @@ def test_mean_ci_and_by_seed():
     assert by_seed([(0, 1.0), (1, None), (0, 3.0)]) == {0: 2.0, 1: None}  # duplicates: their mean
 
 
+def K(adv_scale: str, loss_agg: str, **other) -> Knobs:
+    """An arm's knobs: the two bias knobs, ``other`` objective knobs, the rest at their defaults."""
+    return knobs_with(adv_scale=adv_scale, loss_agg=loss_agg, **other)
+
+
 # the 2x2 with 3 seeds, growth per seed (tokens)
 GS, NS, GM, NM = "GRPO", "std-only fix", "length-only fix", "Dr. GRPO"
-KNOBS = {GS: ("group", "seq_mean"), NS: ("none", "seq_mean"), GM: ("group", "max_tokens"), NM: ("none", "max_tokens")}
+KNOBS = {GS: K("group", "seq_mean"), NS: K("none", "seq_mean"), GM: K("group", "max_tokens"),
+         NM: K("none", "max_tokens")}
 VALUES = {GS: {0: 20.0, 1: 24.0, 2: 16.0}, NS: {0: 18.0, 1: 20.0, 2: 16.0},
           GM: {0: 2.0, 1: 4.0, 2: 0.0}, NM: {0: 0.0, 1: 2.0, 2: 1.0}}
 
@@ -99,8 +116,8 @@ def test_2x2_contrasts_by_hand():
 
 def test_plan_contrasts_uses_knobs_not_labels():
     # non-standard labels: still GRPO - Dr. GRPO and the main effects, in fixed order
-    knobs = {"fixed": ("none", "max_tokens"), "baseline": ("group", "seq_mean"), "x": ("none", "seq_mean"),
-             "y": ("group", "max_tokens")}
+    knobs = {"fixed": K("none", "max_tokens"), "baseline": K("group", "seq_mean"), "x": K("none", "seq_mean"),
+             "y": K("group", "max_tokens")}
     cs = plan_contrasts(knobs)
     assert [c.name for c in cs] == ["GRPO − Dr. GRPO", "length norm. (seq_mean − max_tokens)",
                                     "std norm. (group − none)"]
@@ -109,26 +126,108 @@ def test_plan_contrasts_uses_knobs_not_labels():
     assert dict(cs[1].weights) == {"baseline": 0.5, "y": -0.5, "x": 0.5, "fixed": -0.5}
     assert dict(cs[2].weights) == {"baseline": 0.5, "x": -0.5, "y": 0.5, "fixed": -0.5}
     # the two paper arms only
-    (c,) = plan_contrasts({"Dr. GRPO": ("none", "max_tokens"), "GRPO": ("group", "seq_mean")})
+    (c,) = plan_contrasts({"Dr. GRPO": K("none", "max_tokens"), "GRPO": K("group", "seq_mean")})
     assert c.kind == "grpo_vs_drgrpo" and c.plus == "larger under GRPO"
     # loss-modes: adv_scale fixed, 4 loss_agg -> each arm against the seq_mean (GRPO-like) arm, reference first
-    lm = {"GRPO": ("group", "seq_mean"), "DAPO": ("group", "token_mean"), "Dr loss": ("group", "max_tokens"),
-          "sum": ("group", "seq_sum")}
+    lm = {"GRPO": K("group", "seq_mean"), "DAPO": K("group", "token_mean"), "Dr loss": K("group", "max_tokens"),
+          "sum": K("group", "seq_sum")}
     cs = plan_contrasts(lm)
     assert [c.name for c in cs] == ["GRPO − DAPO", "GRPO − Dr loss", "GRPO − sum"]
     assert {c.kind for c in cs} == {"vs_reference"} and all(c.weights[0] == ("GRPO", 1.0) for c in cs)
     # no GRPO-like arm: the one seq_mean arm is the reference
-    cs = plan_contrasts({"a": ("none", "token_mean"), "b": ("none", "seq_mean"), "c": ("none", "seq_sum")})
+    cs = plan_contrasts({"a": K("none", "token_mean"), "b": K("none", "seq_mean"), "c": K("none", "seq_sum")})
     assert [c.name for c in cs] == ["b − a", "b − c"]
     # a 2x2 plus an extra arm: the extra arm is compared with the GRPO-like arm
-    cs = plan_contrasts({**KNOBS, "DAPO": ("group", "token_mean")})
+    cs = plan_contrasts({**KNOBS, "DAPO": K("group", "token_mean")})
     assert [c.kind for c in cs] == ["grpo_vs_drgrpo", "length_norm", "std_norm", "vs_reference"]
     assert cs[-1].name == "GRPO − DAPO"
     # arms of mixed knobs (None) are left out; two arms with the same knobs are not identifiable by knobs
-    assert plan_contrasts({"GRPO": None, "Dr. GRPO": ("none", "max_tokens")}) == []
-    cs = plan_contrasts({"g1": ("group", "seq_mean"), "g2": ("group", "seq_mean"), "d": ("none", "max_tokens")})
-    assert [c.kind for c in cs] == ["vs_reference", "vs_reference"] and cs[0].name == "g1 − g2"
-    assert plan_contrasts({"only": ("group", "seq_mean")}) == []
+    assert plan_contrasts({"GRPO": None, "Dr. GRPO": K("none", "max_tokens")}) == []
+    # (no GRPO arm left: the Dr. GRPO arm is the reference, "arm − Dr. GRPO")
+    cs = plan_contrasts({"g1": K("group", "seq_mean"), "g2": K("group", "seq_mean"), "d": K("none", "max_tokens")})
+    assert [c.kind for c in cs] == ["vs_reference", "vs_reference"] and [c.name for c in cs] == ["g1 − d", "g2 − d"]
+    assert plan_contrasts({"only": K("group", "seq_mean")}) == []
+
+
+def test_knobs_are_every_objective_knob_with_config_defaults():
+    from drgrpo_cli.config import OBJECTIVE_KNOBS, TrainConfig
+
+    assert KNOBS_ == OBJECTIVE_KNOBS and tuple(GRPO_KNOBS._fields) == OBJECTIVE_KNOBS
+    assert GRPO_KNOBS == tuple(getattr(TrainConfig(), k) for k in OBJECTIVE_KNOBS)  # the dataclass's defaults
+    # an old config.json (no new keys) has the defaults: the same arm as a new one at the defaults
+    assert knobs_of({"adv_scale": "none", "loss_agg": "max_tokens"}) == DRGRPO_KNOBS
+    assert knobs_of(TrainConfig(adv_scale="none", loss_agg="max_tokens").to_dict()) == DRGRPO_KNOBS
+    assert knobs_of({}) == GRPO_KNOBS
+    # values compare as values: 1 == 1.0, "true" == True, 0 == False
+    dl = knobs_of({"adv_scale": "none", "loss_agg": "max_tokens", "length_alpha": 1})
+    assert dl == knobs_with(adv_scale="none", loss_agg="max_tokens", length_alpha=1.0) != DRGRPO_KNOBS
+    assert knobs_of({"mask_truncated": "true"}) == knobs_of({"mask_truncated": True}) == knobs_with(mask_truncated=1)
+    assert knobs_of({"dynamic_sampling": 0, "overlong_buffer_frac": 0}) == GRPO_KNOBS
+    assert arm_knobs([{"length_alpha": 1}, {"length_alpha": 1.0}]) == knobs_with(length_alpha=1.0)
+    assert arm_knobs([{"length_alpha": 1}, {}]) is None and arm_knobs([]) is None
+    assert differing_knobs([{"length_alpha": 1}, {"ratio_level": "sequence"}]) == ["length_alpha", "ratio_level"]
+    with pytest.raises(KeyError):
+        knobs_with(epsilon=0.1)  # not an objective knob
+    with pytest.raises(ValueError, match="knobs are 11 values"):
+        plan_contrasts({"a": ("group", "seq_mean")})
+
+
+def test_knob_text_names_only_the_other_knobs_off_their_defaults():
+    assert knob_text(GRPO_KNOBS) == "group, seq_mean" and knob_text(DRGRPO_KNOBS) == "none, max_tokens"
+    assert knob_text(K("none", "max_tokens", length_alpha=1)) == "none, max_tokens, length_alpha=1"
+    assert knob_text(K("none", "seq_mean", ratio_level="sequence")) == "none, seq_mean, ratio_level=sequence"
+    dapo = K("group", "token_mean", dynamic_sampling=True, overlong_buffer_frac=0.2, mask_truncated=True)
+    assert knob_text(dapo) == ("group, token_mean, dynamic_sampling=true, overlong_buffer_frac=0.2, "
+                               "mask_truncated=true")
+    assert knob_label(K("none", "max_tokens", length_alpha=1.0)) == "Dr. GRPO (length_alpha=1)"
+    assert knob_label(K("none", "seq_mean", ratio_level="sequence")) == "std-only fix (ratio_level=sequence)"
+    assert knob_label(K("none", "prompt_mean")) == "none/prompt_mean" and knob_label(GRPO_KNOBS) == "GRPO"
+
+
+#: The length-normalizer grid: every arm adv_scale none; "ΔL" and "GSPO" differ from the max_tokens and the
+#: seq_mean arm only in a knob beyond the two bias knobs.
+SIX = {"seq_mean": K("none", "seq_mean"), "token_mean": K("none", "token_mean"),
+       "max_tokens": K("none", "max_tokens"), "prompt_mean": K("none", "prompt_mean"),
+       "ΔL": K("none", "max_tokens", length_alpha=1.0),
+       "GSPO": K("none", "seq_mean", ratio_level="sequence")}
+
+
+def test_reference_is_grpo_else_drgrpo_else_the_seq_mean_arm_else_the_first():
+    assert reference_arm({"d": DRGRPO_KNOBS, "g": GRPO_KNOBS, "x": K("group", "token_mean")}) == "g"
+    assert reference_arm({"x": K("group", "token_mean"), "d": DRGRPO_KNOBS, "s": K("none", "seq_mean")}) == "d"
+    assert reference_arm({"x": K("none", "token_mean"), "s": K("none", "seq_mean")}) == "s"
+    assert reference_arm({"x": K("none", "token_mean"), "y": K("none", "seq_sum")}) == "x"
+    assert reference_arm({"a": None}) is None
+    # the six-arm grid: no GRPO arm, so every other arm is compared with the Dr. GRPO arm, as "arm − Dr. GRPO"
+    cs = plan_contrasts(SIX)
+    assert [c.name for c in cs] == ["seq_mean − max_tokens", "token_mean − max_tokens", "prompt_mean − max_tokens",
+                                    "ΔL − max_tokens", "GSPO − max_tokens"]
+    assert {c.kind for c in cs} == {"vs_reference"}
+    dl, gspo = cs[3], cs[4]
+    assert dl.weights == (("ΔL", 1.0), ("max_tokens", -1.0))
+    assert dl.detail == ("ΔL (none, max_tokens, length_alpha=1) − max_tokens (none, max_tokens); "
+                         "reference arm: max_tokens")
+    assert gspo.detail == ("GSPO (none, seq_mean, ratio_level=sequence) − max_tokens (none, max_tokens); "
+                           "reference arm: max_tokens")
+    # a positive number means more under the arm, a negative one more under Dr. GRPO
+    assert (dl.plus, dl.minus) == ("larger under ΔL", "larger under max_tokens")
+    base = {"max_tokens": {0: 10.0, 1: 20.0}}
+    more = describe(dl, evaluate(dl, {"ΔL": {0: 30.0, 1: 40.0}, **base}), "growth", "tokens")
+    assert more.startswith("ΔL − max_tokens, growth: +20.0 tokens") and "larger under ΔL in 2/2 seeds" in more
+    less = describe(dl, evaluate(dl, {"ΔL": {0: 5.0, 1: 9.0}, **base}), "growth", "tokens")
+    assert less.startswith("ΔL − max_tokens, growth: -8.0 tokens") and "larger under max_tokens in 2/2" in less
+    # labels do not decide: with the labels swapped the comparisons follow the knobs
+    swapped = {"ΔL": SIX["max_tokens"], "max_tokens": SIX["ΔL"], "GSPO": SIX["seq_mean"], "seq_mean": SIX["GSPO"]}
+    cs = plan_contrasts({**SIX, **swapped})
+    assert [c.name for c in cs] == ["seq_mean − ΔL", "token_mean − ΔL", "max_tokens − ΔL", "prompt_mean − ΔL",
+                                    "GSPO − ΔL"]
+    assert cs[2].detail.startswith("max_tokens (none, max_tokens, length_alpha=1) − ΔL (none, max_tokens);")
+    # with pairs only, ΔL and GSPO would share the knobs of max_tokens and seq_mean; now they are other cells:
+    # the 2x2 needs its four cells at the other knobs' defaults
+    two = {"g": GRPO_KNOBS, "gspo": K("group", "seq_mean", ratio_level="sequence"), "d": DRGRPO_KNOBS}
+    cs = plan_contrasts(two)
+    assert [c.name for c in cs] == ["GRPO − Dr. GRPO", "g − gspo"]
+    assert cs[1].detail == "g (group, seq_mean) − gspo (group, seq_mean, ratio_level=sequence); reference arm: g"
 
 
 def test_describe_is_honest():

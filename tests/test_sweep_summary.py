@@ -102,3 +102,28 @@ def test_paired_uses_knobs_and_old_runs_fall_back(tmp_path):
     rows = paired_comparisons(old)
     assert {r.metric for r in rows} == {"headline_growth", "final_reward"}  # headline = pooled: not twice
     assert rows[0].key == "train/len_incorrect" and rows[0].result.mean == 38.0
+
+
+def test_summary_csv_adds_a_knob_column_only_when_an_arm_is_off_its_default(tmp_path):
+    # every arm at the defaults (here: old configs without the new keys): adv_scale and loss_agg only
+    new_keys = ("baseline", "length_alpha", "ratio_level", "policy_loss", "dynamic_sampling", "overlong_buffer_frac",
+                "mask_truncated", "kl_estimator", "kl_in")
+    old = arm_summaries(write_hand_sweep(tmp_path / "old", drop=new_keys))
+    assert all(a.knobs is not None and a.knobs.length_alpha == 0.0 for a in old)  # missing key = the default
+    assert summary_csv_text(old).splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert [r.kind for r in paired_comparisons(old)][:3] == ["grpo_vs_drgrpo", "length_norm", "std_norm"]
+    # Dr. GRPO's loss with Delta-L (length_alpha 1) and GSPO's sequence ratio on the std-only arm: a column each
+    arms = arm_summaries(write_hand_sweep(tmp_path / "new", config={
+        "Dr. GRPO": {"length_alpha": 1}, "std-only fix": {"ratio_level": "sequence", "epsilon": 3e-4}}))
+    lines = summary_csv_text(arms).splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS) + ",length_alpha,ratio_level"
+    assert lines[1].endswith(",group,seq_mean,0,token") and lines[2].endswith(",none,seq_mean,0,sequence")
+    assert lines[4] == "Dr. GRPO,3,3,0,0.583333,0.583333,0.25,2,0,1,train/derailed/len_incorrect,none,max_tokens,1,token"
+    # the comparisons follow all the knobs: no Dr. GRPO cell and no 2x2, every arm against GRPO
+    rows = [r for r in paired_comparisons(arms) if r.metric == "headline_growth"]
+    assert [(r.comparison, r.kind) for r in rows] == [("GRPO − std-only fix", "vs_reference"),
+                                                      ("GRPO − length-only fix", "vs_reference"),
+                                                      ("GRPO − Dr. GRPO", "vs_reference")]
+    assert rows[2].detail == "GRPO (group, seq_mean) − Dr. GRPO (none, max_tokens, length_alpha=1); reference arm: GRPO"
+    assert rows[2].result.diffs == [20.0, 22.0, 15.0]
+    assert "length_alpha=1" in paired_csv_text(rows)

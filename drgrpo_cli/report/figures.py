@@ -1,10 +1,11 @@
 """The figures of ``drgrpo plot``: length growth (the headline), token efficiency, difficulty bias, and the
 requested metrics, as ``matplotlib.figure.Figure`` objects (no pyplot; matplotlib loads lazily).
 
-Colours follow the arms' knobs, not their labels: GRPO-like dark red, Dr. GRPO-like dark blue, the
-one-switch arms dashed in the lighter shade of the arm they share ``loss_agg`` with (the switch that
-drives length); other knobs get other colours. File names are fixed and the files carry no dates, so the
-same logs give the same files.
+Colours follow the arms' knobs (all objective knobs, :mod:`drgrpo_cli.report.stats`), not their labels:
+GRPO dark red, Dr. GRPO dark blue, the one-switch arms dashed in the lighter shade of the arm they share
+``loss_agg`` with (the switch that drives length), each with the other knobs at their defaults; other knobs
+get other colours. Legends name each arm's knobs (``stats.knob_text``). File names are fixed and the files
+carry no dates, so the same logs give the same files.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ from drgrpo_cli.metrics import GROWTH_FIRST, GROWTH_LAST, HEADLINE, HEADLINE_FAL
 from drgrpo_cli.report.curves import Curve, curve, robust_ylim
 from drgrpo_cli.report.numbers import ReportNumbers
 from drgrpo_cli.report.runs import PlotContext
-from drgrpo_cli.report.stats import DRGRPO_KNOBS, GRPO_KNOBS
+from drgrpo_cli.report.stats import DRGRPO_KNOBS, GRPO_KNOBS, Knobs, knob_text, knobs_with
 from drgrpo_cli.report.text import number_text
 
 __all__ = ["FIGURE_TITLES", "KNOB_STYLES", "PANELS", "arm_styles", "headline_title", "write_figures"]
 
-#: Styles by knobs (adv_scale, loss_agg): (colour, line style).
-KNOB_STYLES = {
+#: Styles by knobs (the 2x2 cells, other knobs at their defaults): (colour, line style).
+KNOB_STYLES: dict[Knobs, tuple[str, str]] = {
     GRPO_KNOBS: ("#c0392b", "-"),  # dark red
     DRGRPO_KNOBS: ("#1f4e9c", "-"),  # dark blue
-    ("none", "seq_mean"): ("#f08a7e", "--"),  # std-only fix: keeps seq_mean -> light red, dashed
-    ("group", "max_tokens"): ("#7fa8e0", "--"),  # length-only fix: has max_tokens -> light blue, dashed
+    knobs_with(adv_scale="none", loss_agg="seq_mean"): ("#f08a7e", "--"),  # std-only fix: light red, dashed
+    knobs_with(adv_scale="group", loss_agg="max_tokens"): ("#7fa8e0", "--"),  # length-only fix: light blue, dashed
 }
 OTHER_COLORS = ("#7b3fa0", "#2a9d5c", "#d4a017", "#17becf", "#7f7f7f", "#e377c2", "#8c564b", "#637939")
 #: Figure file stem -> its title in the report.
@@ -77,11 +78,11 @@ PANELS = (
 )
 
 
-def arm_styles(arms: Sequence[str], knobs: dict[str, tuple[str, str] | None]) -> dict[str, tuple[str, str]]:
+def arm_styles(arms: Sequence[str], knobs: dict[str, Knobs | None]) -> dict[str, tuple[str, str]]:
     """arm -> (colour, line style), by knobs (see KNOB_STYLES); arms sharing knobs after the first, and
     arms of other knobs, get the other colours, solid."""
     styles: dict[str, tuple[str, str]] = {}
-    taken: set[tuple[str, str]] = set()
+    taken: set[Knobs] = set()
     i = 0
     for a in arms:
         k = knobs.get(a)
@@ -148,7 +149,7 @@ def _legend(fig: Any, ctx: PlotContext, arms: Sequence[str] | None = None, extra
     for a in arms:
         color, ls = ctx.styles[a]
         k = ctx.knobs.get(a)
-        knob = f" [{k[0]}, {k[1]}]" if k else ""
+        knob = f" [{knob_text(k)}]" if k else ""
         handles.append(Line2D([], [], color=color, linestyle=ls, linewidth=3, label=f"{a}{knob} (n={ctx.nseeds[a]})"))
     handles += list(extra)
     leg = fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False,

@@ -18,7 +18,7 @@ from drgrpo_cli.report.figures import FIGURE_TITLES
 from drgrpo_cli.report.numbers import FINAL_METRICS, ReportNumbers, metric_words
 from drgrpo_cli.report.provenance_table import provenance_table
 from drgrpo_cli.report.runs import PlotContext
-from drgrpo_cli.report.stats import Contrast, describe
+from drgrpo_cli.report.stats import KNOBS, Contrast, describe, extra_knobs, knob_text
 from drgrpo_cli.report.text import markdown_table, number_text, or_nan, value_text
 
 __all__ = ["markdown_to_html", "report_markdown"]
@@ -92,16 +92,29 @@ def _headline_section(ctx: PlotContext, nums: ReportNumbers) -> list[str]:
                  "failure state or not). Per run: its mean over the first 10% (early) and the last 20% (late) of "
                  "training steps; growth = late − early. Per arm: the mean over seeds. Final reward: the mean of "
                  "`train/reward` over the last 10% of steps.", ""]
+    lines[-2] += (" Growth 95% CI: the Student-t interval of the arm's mean growth over its seeds (none below two "
+                  "seeds); when it excludes 0, the arm's own growth is more than seed-to-seed noise.")
     rows = []
     for arm in ctx.arms:
         h = nums.head[arm]
         k = ctx.knobs.get(arm)
         per = ", ".join(number_text(v, 1, True) for v in h["per_run"].values())
-        rows.append([arm, f"{k[0]}, {k[1]}" if k else "mixed", h["growth"]["n"],
+        rows.append([arm, knob_text(k) if k else "mixed", h["growth"]["n"],
                      f"{number_text(h['early']['mean'])} → {number_text(h['late']['mean'])}",
-                     number_text(h["growth"]["mean"], 1, True), per or "—", _mean_sd(h["final_reward"], 3)])
-    return lines + markdown_table(["arm", "adv_scale, loss_agg", "seeds", "early → late (tokens)", "growth",
-                                   "growth per seed", "final reward (± std)"], rows) + [""]
+                     number_text(h["growth"]["mean"], 1, True), _interval(h["growth"]), per or "—",
+                     _mean_sd(h["final_reward"], 3)])
+    return lines + markdown_table(["arm", _knob_header(ctx), "seeds", "early → late (tokens)", "growth",
+                                   "growth 95% CI", "growth per seed", "final reward (± std)"], rows) + [""]
+
+
+def _extra_knob_names(ctx: PlotContext) -> list[str]:
+    """The knobs beyond adv_scale and loss_agg that some arm has off their defaults (in KNOBS order)."""
+    off = {n for k in ctx.knobs.values() if k for n, _ in extra_knobs(k)}
+    return [n for n in KNOBS if n in off]
+
+
+def _knob_header(ctx: PlotContext) -> str:
+    return "adv_scale, loss_agg" + (", other knobs" if _extra_knob_names(ctx) else "")
 
 
 def _paired_rows(ctx: PlotContext, paired: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[list[Any]]:
@@ -129,7 +142,7 @@ def _paired_section(ctx: PlotContext, nums: ReportNumbers) -> list[str]:
               "seed by seed: per seed the difference (for a 2x2 main effect, the mean of the two differences along "
               "that switch), then over the seeds that every arm involved has: the mean, its 95% Student-t CI, and "
               "in how many seeds the difference has the sign of the mean. Which comparisons is decided by the arms' "
-              "`adv_scale`/`loss_agg`, not their labels:", ""]
+              f"{_knob_words(ctx)}, not their labels:", ""]
     seen: list[Contrast] = []
     for p in paired:
         if p["contrast"] not in seen:
@@ -141,6 +154,13 @@ def _paired_section(ctx: PlotContext, nums: ReportNumbers) -> list[str]:
             words, unit, nd = metric_words(ctx, p["metric"])
             lines.append("- " + describe(p["contrast"], p["result"], words, unit, nd))
     return lines + [""]
+
+
+def _knob_words(ctx: PlotContext) -> str:
+    extra = _extra_knob_names(ctx)
+    if not extra:
+        return "`adv_scale`/`loss_agg`"
+    return "objective knobs (`adv_scale`/`loss_agg`, here also " + "/".join(f"`{n}`" for n in extra) + ")"
 
 
 def _runs_section(ctx: PlotContext) -> list[str]:

@@ -19,7 +19,7 @@ from drgrpo_cli.metrics import (HEADLINE, PAIRED_METRICS, final_value, headline,
                                 paired_metrics, paired_value)
 from drgrpo_cli.report.provenance_table import provenance_groups
 from drgrpo_cli.report.runs import PlotContext, Run
-from drgrpo_cli.report.stats import by_seed, evaluate, mean_ci, plan_contrasts
+from drgrpo_cli.report.stats import KNOBS, by_seed, evaluate, mean_ci, plan_contrasts
 from drgrpo_cli.report.text import or_nan
 
 __all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "difficulty_numbers", "final_metrics",
@@ -204,7 +204,7 @@ def summary_dict(ctx: PlotContext, nums: ReportNumbers) -> dict[str, Any]:
         a: {
             "runs": [r.name for r in ctx.runs_by_arm[a]],
             "n": len(ctx.runs_by_arm[a]),
-            "knobs": list(ctx.knobs[a]) if ctx.knobs[a] else None,
+            "knobs": dict(zip(KNOBS, ctx.knobs[a])) if ctx.knobs[a] else None,  # every objective knob
             "final": {k: clean(v) for k, v in nums.final[a].items()},
             "headline": {w: clean(nums.head[a][w]) for w in ("early", "late", "growth")}
             | {"per_run": nums.head[a]["per_run"]},

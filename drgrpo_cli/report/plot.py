@@ -22,7 +22,7 @@ from drgrpo_cli.report.markdown import markdown_to_html, report_markdown
 from drgrpo_cli.report.numbers import report_numbers, summary_dict
 from drgrpo_cli.report.provenance_table import provenance_warnings
 from drgrpo_cli.report.runs import PlotContext, PlotError, Run, discover, group_by_arm, read_frames, split_mixed_arms
-from drgrpo_cli.report.stats import arm_knobs
+from drgrpo_cli.report.stats import arm_knobs, differing_knobs
 from drgrpo_cli.runlog import write_text_atomic
 
 __all__ = ["DEFAULT_MULTI_OUT", "FORMATS", "PlotError", "PlotResult", "plot"]
@@ -138,7 +138,8 @@ def _context(runs: list[Run], warnings: list[str], smooth: int | None, fmts: tup
     knobs = {a: arm_knobs(r.config for r in runs_by_arm[a]) for a in arms}
     for a in arms:
         if knobs[a] is None:
-            warnings.append(f"{a}: its runs differ in adv_scale/loss_agg; left out of the paired comparisons")
+            differ = ", ".join(differing_knobs(r.config for r in runs_by_arm[a]))
+            warnings.append(f"{a}: its runs differ in {differ}; left out of the paired comparisons")
         seeds = [r.seed for r in runs_by_arm[a]]
         dup = sorted({str(s) for s in seeds if seeds.count(s) > 1})
         if dup:

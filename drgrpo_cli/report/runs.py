@@ -2,7 +2,9 @@
 
 A path is a run directory (holds ``config.json``) or a folder searched for them (3 levels). An arm's label
 comes from the sweep's ``grid.json`` (as ``drgrpo ablate`` writes it), else the config's ``arm``, else its
-knobs; runs labelled from their knobs whose configs differ beyond the seed get the difference in the label.
+knobs (``stats.knob_label``: "Dr. GRPO", "Dr. GRPO (length_alpha=1)"); runs labelled from their knobs whose
+configs differ beyond the seed get the difference in the label (a TrainConfig field missing from an older
+config counts as its default).
 The seeds of an arm are its runs. Labels only name and order arms; comparisons go by knobs (stats.py).
 """
 
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from drgrpo_cli.config import arm_label
+from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.metrics import HEADLINE_FALLBACK
-from drgrpo_cli.report.stats import knobs_of
+from drgrpo_cli.report.stats import KNOB_DEFAULTS, Knobs, knob_label, knob_value, knob_value_text, knobs_of
 from drgrpo_cli.report.text import value_text
 from drgrpo_cli.runlog import CONFIG, METRICS, PROVENANCE, read_jsonl, read_summary, run_state
 
@@ -36,6 +38,8 @@ SEED_KEYS = frozenset({"seed", "device", "threads", "checkpoint_every", "samples
                        "gradient_checkpointing", "out", "output_dir", "run_dir", "name"})
 #: ``eval/<name>/<metric>``: an eval of a named eval set.
 NAMED_EVAL = re.compile(r"^eval/([^/]+)/(accuracy|len_mean|len_correct|len_incorrect)$")
+#: TrainConfig's defaults: a key an older config.json lacks had the default's effect.
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 class PlotError(ValueError):
@@ -76,7 +80,7 @@ class PlotContext:
     smooth: int
     formats: tuple[str, ...]
     max_steps: int
-    knobs: dict[str, tuple[str, str] | None] = field(default_factory=dict)  # arm -> (adv_scale, loss_agg)
+    knobs: dict[str, Knobs | None] = field(default_factory=dict)  # arm -> its objective knobs (stats.Knobs)
     headline_key: str = HEADLINE_FALLBACK
     max_train_steps: int = 0
 
@@ -195,7 +199,7 @@ def _label(run: Run, mapping: dict[str, str]) -> bool:
     if isinstance(run.config.get("arm"), str) and run.config["arm"]:
         run.arm, run.arm_source = run.config["arm"], "config"
     else:
-        run.arm = arm_label(*knobs_of(run.config))
+        run.arm = knob_label(knobs_of(run.config))
         run.arm_source = "knobs"
     return not mapping
 
@@ -312,11 +316,19 @@ def split_mixed_arms(runs: list[Run]) -> None:
             by_arm.setdefault(r.arm, []).append(r)
     for arm, group in by_arm.items():
         keys = sorted({k for r in group for k in r.config} - SEED_KEYS)
-        differ = [k for k in keys if len({value_text(r.config.get(k)) for r in group}) > 1]
+        differ = [k for k in keys if len({_config_text(r.config, k) for r in group}) > 1]
         if not differ:
             continue
         for r in group:
-            r.arm = f"{arm} (" + ", ".join(f"{k}={value_text(r.config.get(k))}" for k in differ) + ")"
+            r.arm = f"{arm} (" + ", ".join(f"{k}={_config_text(r.config, k)}" for k in differ) + ")"
+
+
+def _config_text(config: dict[str, Any], key: str) -> str:
+    """A config value as text (a TrainConfig field absent from an older config: its default); an objective
+    knob as its knob value (1 and 1.0 alike)."""
+    if key in KNOB_DEFAULTS:
+        return knob_value_text(knob_value(key, config.get(key, KNOB_DEFAULTS[key])))
+    return value_text(config[key] if key in config else _FIELD_DEFAULTS.get(key))
 
 
 def _run_order(r: Run) -> tuple[Any, ...]:

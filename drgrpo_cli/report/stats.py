@@ -3,34 +3,80 @@
 Runs of different arms with the same seed are pairs, so a comparison is computed per seed first (one
 difference, or one contrast, per seed every arm involved has), then over seeds: the mean, its Student-t
 interval ``t_{(1+level)/2, n-1} * sd / sqrt(n)`` (ddof=1; none below 2 seeds) and the sign count ("10/10").
-Which comparisons (:func:`plan_contrasts`) is decided by each arm's knobs (``adv_scale``, ``loss_agg``),
-never by labels: GRPO − Dr. GRPO, the 2x2 main effects, else each arm against a reference arm, signed so
-that a positive number means "the GRPO-like arm has more of it". Why: docs/design/report.md.
+
+An arm is identified by the values of all of ``config.OBJECTIVE_KNOBS`` (:class:`Knobs`; a config without a
+key has the TrainConfig default), never by its label. GRPO = (adv_scale group, loss_agg seq_mean), Dr. GRPO =
+(none, max_tokens), the 2x2 cells likewise, each with every other knob at its default. Which comparisons
+(:func:`plan_contrasts`): GRPO − Dr. GRPO, the 2x2 main effects, else each arm against a reference arm: the
+GRPO arm if there is one, else the Dr. GRPO arm, else the one arm with loss_agg seq_mean, else the first arm.
+Signs: a positive number means "the GRPO-like side has more of it": "reference − arm" against GRPO, the
+seq_mean arm or the first arm; "arm − Dr. GRPO" against Dr. GRPO (the arm is the side further from Dr.
+GRPO). A knob text names adv_scale and loss_agg, then only the other knobs off their defaults ("none,
+max_tokens, length_alpha=1"). Why: docs/design/report.md.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
+from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping, Sequence
 
+from drgrpo_cli.config import OBJECTIVE_KNOBS, TrainConfig, arm_label
 from drgrpo_cli.metrics import finite, mean
 from drgrpo_cli.report.text import number_text
 
 #: Confidence level of every interval reported.
 LEVEL = 0.95
-#: The knobs that identify an arm, and their TrainConfig defaults (a config without the key has the default).
-KNOBS = ("adv_scale", "loss_agg")
-KNOB_DEFAULTS = {"adv_scale": "group", "loss_agg": "seq_mean"}
-GRPO_KNOBS = ("group", "seq_mean")
-DRGRPO_KNOBS = ("none", "max_tokens")
-#: The four cells of the bias 2x2: adv_scale in (group, none) x loss_agg in (seq_mean, max_tokens).
-CELLS_2X2 = (("group", "seq_mean"), ("none", "seq_mean"), ("group", "max_tokens"), ("none", "max_tokens"))
+#: The knobs that identify an arm (config.OBJECTIVE_KNOBS), and their TrainConfig defaults (a config
+#: without the key has the default).
+KNOBS = OBJECTIVE_KNOBS
+KNOB_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig) if f.name in KNOBS}
+#: The two bias knobs every knob text names; the others are named only off their defaults.
+BIAS_KNOBS = ("adv_scale", "loss_agg")
+#: One arm's knob values, in KNOBS order (a tuple: hashable, compares equal to a plain tuple).
+Knobs = namedtuple("Knobs", KNOBS)  # type: ignore[misc]
+
+
+def knob_value(name: str, v: Any) -> Any:
+    """``v`` as the type of the knob's default, so that equal settings compare equal (1 == 1.0, "true" ==
+    True); a value that does not convert stays as it is (then it differs from every valid one)."""
+    d = KNOB_DEFAULTS[name]
+    if isinstance(d, bool):
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+        return bool(v) if isinstance(v, (bool, int)) and v in (0, 1) else v
+    if isinstance(d, (int, float)):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        try:
+            return float(v) if isinstance(v, str) else v
+        except ValueError:
+            return v
+    return v if isinstance(v, str) else str(v)
+
+
+def knobs_with(**values: Any) -> Knobs:
+    """The knobs with ``values`` set and every other knob at its default."""
+    unknown = sorted(set(values) - set(KNOBS))
+    if unknown:
+        raise KeyError(f"not an objective knob: {', '.join(unknown)}")
+    return Knobs(*(knob_value(k, values.get(k, KNOB_DEFAULTS[k])) for k in KNOBS))
+
+
+GRPO_KNOBS = knobs_with(adv_scale="group", loss_agg="seq_mean")
+DRGRPO_KNOBS = knobs_with(adv_scale="none", loss_agg="max_tokens")
+#: The four cells of the bias 2x2: adv_scale in (group, none) x loss_agg in (seq_mean, max_tokens), the
+#: other knobs at their defaults.
+CELLS_2X2 = tuple(knobs_with(adv_scale=a, loss_agg=g)
+                  for a, g in (("group", "seq_mean"), ("none", "seq_mean"), ("group", "max_tokens"),
+                               ("none", "max_tokens")))
 
 __all__ = [
-    "LEVEL", "KNOBS", "GRPO_KNOBS", "DRGRPO_KNOBS", "CELLS_2X2", "t_quantile", "t_crit", "sd", "mean_ci",
-    "Contrast", "Paired", "paired", "paired_diff", "contrast_values", "evaluate", "plan_contrasts", "knobs_of",
-    "arm_knobs", "by_seed", "describe",
+    "LEVEL", "KNOBS", "KNOB_DEFAULTS", "BIAS_KNOBS", "Knobs", "GRPO_KNOBS", "DRGRPO_KNOBS", "CELLS_2X2",
+    "t_quantile", "t_crit", "sd", "mean_ci", "Contrast", "Paired", "paired", "paired_diff", "contrast_values",
+    "evaluate", "plan_contrasts", "knob_value", "knobs_with", "knobs_of", "arm_knobs", "differing_knobs",
+    "extra_knobs", "knob_value_text", "knob_text", "knob_label", "by_seed", "describe",
 ]
 
 
@@ -259,42 +305,110 @@ def evaluate(c: Contrast, by_arm: Mapping[str, Mapping[Any, Any]], level: float 
     return paired(contrast_values(c, by_arm), level)
 
 
-def knobs_of(config: Mapping[str, Any]) -> tuple[str, str]:
-    """``(adv_scale, loss_agg)`` of one run's config (TrainConfig defaults where a key is absent)."""
-    return tuple(str(config.get(k, KNOB_DEFAULTS[k])) for k in KNOBS)  # type: ignore[return-value]
+def knobs_of(config: Mapping[str, Any]) -> Knobs:
+    """The objective knobs of one run's config (TrainConfig defaults where a key is absent: older runs)."""
+    return Knobs(*(knob_value(k, config.get(k, KNOB_DEFAULTS[k])) for k in KNOBS))
 
 
-def arm_knobs(configs: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
-    """The knob pair shared by all runs of an arm; None when they differ or there is no run."""
-    pairs = {knobs_of(c) for c in configs}
-    return pairs.pop() if len(pairs) == 1 else None
+def arm_knobs(configs: Iterable[Mapping[str, Any]]) -> Knobs | None:
+    """The knobs shared by all runs of an arm; None when they differ or there is no run."""
+    found = {knobs_of(c) for c in configs}
+    return found.pop() if len(found) == 1 else None
 
 
-def _knob_text(k: tuple[str, str]) -> str:
-    return f"{k[0]}, {k[1]}"
+def differing_knobs(configs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The knobs whose values differ between ``configs`` (in KNOBS order)."""
+    found = {knobs_of(c) for c in configs}
+    return [k for i, k in enumerate(KNOBS) if len({kn[i] for kn in found}) > 1]
 
 
-def plan_contrasts(knobs: Mapping[str, tuple[str, str] | None]) -> list[Contrast]:
-    """The comparisons a sweep gets, from ``{arm label: (adv_scale, loss_agg)}`` (None = arm of mixed knobs;
-    such an arm is left out). Order: GRPO − Dr. GRPO, the 2x2 main effects, then other arms vs the reference.
-    See the module docstring; labels only name things, knobs decide."""
+def extra_knobs(k: Sequence[Any]) -> list[tuple[str, Any]]:
+    """``(name, value)`` of the knobs beyond adv_scale and loss_agg that are off their defaults."""
+    return [(n, v) for n, v in zip(KNOBS, k)
+            if n not in BIAS_KNOBS and v != knob_value(n, KNOB_DEFAULTS[n])]
+
+
+def knob_value_text(v: Any) -> str:
+    """A knob value as the report writes it: 1.0 as "1", True as "true", strings as they are."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    return str(v)
+
+
+def knob_text(k: Sequence[Any]) -> str:
+    """"adv_scale, loss_agg", then ``name=value`` for each other knob off its default, e.g. "none,
+    max_tokens, length_alpha=1"."""
+    d = dict(zip(KNOBS, k))
+    return ", ".join([str(d["adv_scale"]), str(d["loss_agg"])]
+                     + [f"{n}={knob_value_text(v)}" for n, v in extra_knobs(k)])
+
+
+def knob_label(k: Sequence[Any]) -> str:
+    """A readable arm name from its knobs: ``config.arm_label`` of the bias knobs, then the other knobs off
+    their defaults in parentheses, e.g. "Dr. GRPO (length_alpha=1)"."""
+    d = dict(zip(KNOBS, k))
+    extra = ", ".join(f"{n}={knob_value_text(v)}" for n, v in extra_knobs(k))
+    return arm_label(str(d["adv_scale"]), str(d["loss_agg"])) + (f" ({extra})" if extra else "")
+
+
+def _as_knobs(k: Sequence[Any]) -> Knobs:
+    if len(k) != len(KNOBS):
+        raise ValueError(f"knobs are {len(KNOBS)} values ({', '.join(KNOBS)}), got {tuple(k)!r}: see knobs_with")
+    return Knobs(*map(knob_value, KNOBS, k))
+
+
+def _cells(knobs: Mapping[str, Knobs | None]) -> tuple[list[str], dict[Knobs, str]]:
+    """The arms with knobs, and knobs -> arm for the knobs exactly one arm has (two arms with the same knobs,
+    e.g. an lr sweep, are not identifiable by knobs)."""
     arms = [a for a, k in knobs.items() if k is not None]
-    cell: dict[tuple[str, str], str] = {}
-    dup: set[tuple[str, str]] = set()
+    cell: dict[Knobs, str] = {}
+    dup: set[Knobs] = set()
     for a in arms:
         k = knobs[a]
         if k in cell:
             dup.add(k)  # type: ignore[arg-type]
         cell[k] = a  # type: ignore[index]
     for k in dup:
-        del cell[k]  # two arms with the same knobs (e.g. an lr sweep): not identifiable by knobs
+        del cell[k]
+    return arms, cell
+
+
+def reference_arm(knobs: Mapping[str, Knobs | None]) -> str | None:
+    """The arm the others are compared with: the GRPO arm, else the Dr. GRPO arm, else the one arm with
+    loss_agg seq_mean, else the first arm (None without arms)."""
+    arms, cell = _cells(knobs)
+    for k in (GRPO_KNOBS, DRGRPO_KNOBS):
+        if k in cell:
+            return cell[k]
+    seq = [a for a in arms if dict(zip(KNOBS, knobs[a]))["loss_agg"] == "seq_mean"]  # type: ignore[arg-type]
+    return seq[0] if len(seq) == 1 else arms[0] if arms else None
+
+
+def _vs_reference(a: str, ref: str, knobs: Mapping[str, Knobs | None], ref_is_drgrpo: bool) -> Contrast:
+    """``ref − a``, or ``a − ref`` against the Dr. GRPO arm (positive = more on the GRPO-like side)."""
+    hi, lo = (a, ref) if ref_is_drgrpo else (ref, a)
+    return Contrast(
+        name=f"{hi} − {lo}", kind="vs_reference", weights=((hi, 1.0), (lo, -1.0)),
+        detail=f"{hi} ({knob_text(knobs[hi])}) − {lo} ({knob_text(knobs[lo])}); "  # type: ignore[arg-type]
+               f"reference arm: {ref}",
+        plus=f"larger under {hi}", minus=f"larger under {lo}")
+
+
+def plan_contrasts(knobs: Mapping[str, Sequence[Any] | None]) -> list[Contrast]:
+    """The comparisons a sweep gets, from ``{arm label: its knobs}`` (:func:`knobs_of`; None = arm of mixed
+    knobs; such an arm is left out). Order: GRPO − Dr. GRPO, the 2x2 main effects, then other arms vs the
+    reference (:func:`reference_arm`). See the module docstring; labels only name things, knobs decide."""
+    knobs = {a: None if k is None else _as_knobs(k) for a, k in knobs.items()}
+    arms, cell = _cells(knobs)
     out: list[Contrast] = []
     used: set[str] = set()
     g, d = cell.get(GRPO_KNOBS), cell.get(DRGRPO_KNOBS)
     if g and d:
         out.append(Contrast(
             name="GRPO − Dr. GRPO", kind="grpo_vs_drgrpo", weights=((g, 1.0), (d, -1.0)),
-            detail=f"{g} ({_knob_text(GRPO_KNOBS)}) − {d} ({_knob_text(DRGRPO_KNOBS)})",
+            detail=f"{g} ({knob_text(GRPO_KNOBS)}) − {d} ({knob_text(DRGRPO_KNOBS)})",
             plus=f"larger under {g}", minus=f"larger under {d}"))
         used |= {g, d}
     if all(k in cell for k in CELLS_2X2):
@@ -310,20 +424,10 @@ def plan_contrasts(knobs: Mapping[str, tuple[str, str] | None]) -> list[Contrast
             detail=f"mean over loss_agg of [adv_scale group − none]: (({gs} − {ns}) + ({gm} − {nm})) / 2",
             plus="larger with adv_scale=group", minus="larger with adv_scale=none"))
         used |= {gs, ns, gm, nm}
-    rest = [a for a in arms if a not in used]
-    if rest:
-        ref = cell.get(GRPO_KNOBS)
-        if ref is None:
-            seq = [a for a in arms if knobs[a][1] == "seq_mean"]  # type: ignore[index]
-            ref = seq[0] if len(seq) == 1 else arms[0]
-        for a in rest:
-            if a == ref:
-                continue
-            out.append(Contrast(
-                name=f"{ref} − {a}", kind="vs_reference", weights=((ref, 1.0), (a, -1.0)),
-                detail=f"{ref} ({_knob_text(knobs[ref])}) − {a} ({_knob_text(knobs[a])}); "  # type: ignore[arg-type]
-                       f"reference arm: {ref}",
-                plus=f"larger under {ref}", minus=f"larger under {a}"))
+    ref = reference_arm(knobs)
+    ref_is_drgrpo = ref is not None and GRPO_KNOBS not in cell and cell.get(DRGRPO_KNOBS) == ref
+    out += [_vs_reference(a, ref, knobs, ref_is_drgrpo)  # type: ignore[arg-type]
+            for a in arms if a not in used and a != ref]
     return out
 
 

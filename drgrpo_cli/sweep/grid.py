@@ -24,12 +24,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from drgrpo_cli.config import ConfigError, TrainConfig, arm_label, coerce_value, field_names
+from drgrpo_cli.config import OBJECTIVE_KNOBS, ConfigError, TrainConfig, arm_label, coerce_value, field_names
+from drgrpo_cli.report.stats import extra_knobs, knob_value_text, knobs_of
 
 DEFAULT_GRID = "bias-2x2"
 BUNDLED_GRIDS = ("bias-2x2", "loss-modes", "qwen-math-1.5b-2x2")
 TOP_KEYS = ("name", "description", "seeds", "base", "axes", "arms")
-KNOB_KEYS = ("adv_scale", "loss_agg")
 _FIELDS = frozenset(field_names())
 
 
@@ -420,13 +420,16 @@ class _GridReader:
 
     @staticmethod
     def _point_name(p: dict[str, Any], cfg: TrainConfig, arm_name: str | None) -> tuple[str, str]:
-        """(label, slug): the arm's name, else ``config.arm_label`` plus the other axis values."""
+        """(label, slug): the arm's name, else ``config.arm_label`` of adv_scale and loss_agg, then the other
+        objective knobs (``config.OBJECTIVE_KNOBS``) off their defaults and the axis values that are not knobs,
+        e.g. "Dr. GRPO (length_alpha=1, lr=0.001)" (as ``drgrpo plot`` names an arm from its knobs)."""
         if arm_name is not None:
             return arm_name, slugify(arm_name)
         label = arm_label(cfg.adv_scale, cfg.loss_agg)
-        extra = {k: v for k, v in p.items() if k not in KNOB_KEYS}
+        extra = [f"{k}={knob_value_text(v)}" for k, v in extra_knobs(knobs_of(cfg.to_dict()))]
+        extra += [f"{k}={_value_text(v)}" for k, v in p.items() if k not in OBJECTIVE_KNOBS]
         if extra:
-            label += " (" + ", ".join(f"{k}={_value_text(v)}" for k, v in extra.items()) + ")"
+            label += " (" + ", ".join(extra) + ")"
         return label, "-".join(_value_slug(v) for v in p.values())
 
     def _validate(self, cfg: TrainConfig, p: dict[str, Any], arm_name: str | None, label: str) -> None:

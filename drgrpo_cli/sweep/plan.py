@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from drgrpo_cli.config import TrainConfig, arm_label
+from drgrpo_cli.config import TrainConfig
+from drgrpo_cli.report.stats import knob_label, knobs_of
 from drgrpo_cli.runlog import CONFIG, METRICS, read_jsonl, read_summary, run_state
 from drgrpo_cli.sweep.grid import Grid, RunSpec
 from drgrpo_cli.sweep.grid_json import read_grid_json
@@ -145,7 +146,7 @@ def sweep_runs(sweep_dir: Path) -> list[tuple[str, str, int]]:
     for d in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file()):
         try:
             c = json.loads((d / CONFIG).read_text())
-            out.append((d.name, arm_label(c.get("adv_scale", "?"), c.get("loss_agg", "?")), int(c.get("seed", 0))))
+            out.append((d.name, knob_label(knobs_of(c)), int(c.get("seed", 0))))
         except (OSError, ValueError):
             out.append((d.name, d.name, 0))
     return out

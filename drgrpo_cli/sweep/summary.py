@@ -3,7 +3,9 @@
 Only *finished* runs count, so every number is about the same training length. A run's numbers are
 :func:`drgrpo_cli.metrics.run_numbers` (the trainer's summary.json and ``drgrpo plot`` use the same), then
 the mean over seeds. Runs of different arms with the same seed are pairs: arms are compared per seed, then
-over seeds (:mod:`drgrpo_cli.report.stats`); which comparisons comes from the arms' knobs, not their labels.
+over seeds (:mod:`drgrpo_cli.report.stats`); which comparisons comes from the arms' knobs (every
+``config.OBJECTIVE_KNOBS``), not their labels. summary.csv always has the columns ``adv_scale`` and ``loss_agg``,
+and a column for another objective knob only when some arm of the sweep has it off its default.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Iterable, Sequence
 
 from drgrpo_cli.metrics import (HEADLINE_FALLBACK, PAIRED_METRICS, headline_key, mean, paired_metrics, paired_value,
                                 run_numbers)
-from drgrpo_cli.report.stats import Paired, arm_knobs, by_seed, evaluate, plan_contrasts
+from drgrpo_cli.report.stats import (BIAS_KNOBS, KNOBS, Knobs, Paired, arm_knobs, by_seed, evaluate, extra_knobs,
+                                     knob_value_text, plan_contrasts)
 from drgrpo_cli.runlog import CONFIG, run_state, write_text_atomic
 from drgrpo_cli.sweep.grid_json import read_grid_json
 from drgrpo_cli.sweep.plan import read_rows, sweep_runs
@@ -65,13 +68,17 @@ class ArmSummary:
     headline_metric: str = HEADLINE_FALLBACK
     adv_scale: str = ""  # the arm's knobs ("" when its runs differ or none started)
     loss_agg: str = ""
+    knobs: Knobs | None = None  # every objective knob (None when its runs differ or none started)
     dirs: list[str] = field(default_factory=list)
     per_seed: dict[str, dict[int, float | None]] = field(default_factory=dict)  # PAIRED_METRICS -> {seed: value}
 
-    def csv_row(self) -> list[str]:
+    def csv_row(self, extra: Sequence[str] = ()) -> list[str]:
+        """The row under :data:`CSV_COLUMNS` and the ``extra`` knob columns (:func:`extra_knob_columns`)."""
+        knobs = dict(zip(KNOBS, self.knobs)) if self.knobs else {}
         return [self.arm, str(self.runs_done), str(self.runs_total), str(self.runs_failed),
                 *(_csv_number(getattr(self, c)) if c in _NUMBER_COLUMNS else str(getattr(self, c))
-                  for c in CSV_COLUMNS[4:])]
+                  for c in CSV_COLUMNS[4:]),
+                *(knob_value_text(knobs[k]) if k in knobs else "" for k in extra)]
 
 
 @dataclass
@@ -133,8 +140,9 @@ def arm_summaries(sweep_dir: Path, runs: Iterable[tuple[str, str, int]] | None =
             **{k: mean(n[k] for _, n in done) for k in _MEAN_COLUMNS},
             headline_growth=mean(v for _, v in values["headline_growth"]),
             headline_metric=key,
-            adv_scale=knobs[0] if knobs else "",
-            loss_agg=knobs[1] if knobs else "",
+            adv_scale=knobs.adv_scale if knobs else "",
+            loss_agg=knobs.loss_agg if knobs else "",
+            knobs=knobs,
             dirs=[d for d, _, _ in members],
             per_seed={m: by_seed(v) for m, v in values.items()},
         ))
@@ -144,8 +152,7 @@ def arm_summaries(sweep_dir: Path, runs: Iterable[tuple[str, str, int]] | None =
 def paired_comparisons(arms: Sequence[ArmSummary]) -> list[PairedRow]:
     """The paired comparisons of a sweep's arms (:func:`drgrpo_cli.report.stats.plan_contrasts`, from their knobs),
     for each of PAIRED_METRICS (metric by metric), over the seeds every arm involved has finished."""
-    knobs = {a.arm: (a.adv_scale, a.loss_agg) if a.adv_scale and a.loss_agg else None for a in arms}
-    contrasts = plan_contrasts(knobs)
+    contrasts = plan_contrasts({a.arm: a.knobs for a in arms})
     key = arms[0].headline_metric if arms else HEADLINE_FALLBACK
     keys = {"headline_growth": key, "final_reward": "train/reward", "len_incorrect_growth": HEADLINE_FALLBACK}
     rows = []
@@ -166,8 +173,15 @@ def _csv_text(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return buf.getvalue()
 
 
+def extra_knob_columns(arms: Sequence[ArmSummary]) -> list[str]:
+    """The objective knobs beyond adv_scale and loss_agg that some arm has off their default (KNOBS order)."""
+    off = {n for a in arms if a.knobs for n, _ in extra_knobs(a.knobs)}
+    return [k for k in KNOBS if k in off and k not in BIAS_KNOBS]
+
+
 def summary_csv_text(arms: Sequence[ArmSummary]) -> str:
-    return _csv_text(CSV_COLUMNS, (a.csv_row() for a in arms))
+    extra = extra_knob_columns(arms)
+    return _csv_text((*CSV_COLUMNS, *extra), (a.csv_row(extra) for a in arms))
 
 
 def paired_csv_text(rows: Sequence[PairedRow]) -> str:
