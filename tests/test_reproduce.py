@@ -1,9 +1,9 @@
 """Re-running a published run's first steps gives its first metric rows exactly (drgrpo_cli.sweep.reproduce and
 benchmarks/reproduce.py).
 
-The published study is ``results/bias-2x2/<arm>__seed<N>/`` (``DRGRPO_PUBLISHED_RUN=<run folder>`` checks
-another run instead). That test is ``slow``: it builds the ``builtin`` base model on first use (about a
-minute) and skips, saying why, when the run folder is not in the checkout or the installed library versions
+The published studies are ``results/bias-2x2/<arm>__seed<N>/`` and three runs of ``results/length-normalizers/``
+(``DRGRPO_PUBLISHED_RUN=<run folder>`` checks another run instead). That test is ``slow``: it builds the
+``builtin`` base model on first use (about a minute) and skips, saying why, when the run folder is not in the checkout or the installed library versions
 are not the run's (``results/constraints.txt`` installs them). The other tests make their own "published"
 run with the quick test model.
 """
@@ -24,6 +24,7 @@ from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "results" / "bias-2x2"
+NORMALIZERS = ROOT / "results" / "length-normalizers"
 SCRIPT = ROOT / "benchmarks" / "reproduce.py"
 #: One run per setting of both knobs: GRPO (std, per-length) and Dr. GRPO (neither).
 PUBLISHED = ("grpo__seed0", "dr-grpo__seed0")
@@ -108,7 +109,10 @@ def test_a_run_reproduces_exactly_and_the_script_says_so(tmp_path, small_model):
 def _published_runs() -> list[Path]:
     if os.environ.get("DRGRPO_PUBLISHED_RUN"):
         return [Path(os.environ["DRGRPO_PUBLISHED_RUN"])]
-    return [STUDY / name for name in PUBLISHED]
+    # and the length-normalizers study's knobs beyond the 2x2: Delta-L's weights, GSPO's sequence ratio,
+    # prompt_mean's group counts
+    return [STUDY / name for name in PUBLISHED] + [
+        NORMALIZERS / name for name in ("delta-l-alpha-1__seed0", "gspo__seed0", "prompt_mean__seed0")]
 
 
 @pytest.mark.slow
