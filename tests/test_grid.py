@@ -26,6 +26,9 @@ def test_packaged_grids_are_the_ablations_folder():
     repo = sorted(p.name for p in (REPO / "ablations").glob("*.toml"))
     assert repo == sorted(f"{n}.toml" for n in BUNDLED_GRIDS)
     assert not (REPO / "drgrpo_cli" / "data").exists() and not (REPO / "drgrpo_cli" / "grids").exists()
+    from drgrpo_cli.cli.ablate import GRID_HELP
+
+    assert all(n in GRID_HELP for n in BUNDLED_GRIDS)  # drgrpo ablate --help names each of them
     for n in BUNDLED_GRIDS:  # the bundled grids read by name are these files
         assert resolve_grid_path(n).read_bytes() == (REPO / "ablations" / f"{n}.toml").read_bytes(), n
     setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
