@@ -11,6 +11,7 @@ group. Everything sampled is logged (``train/*`` describes the policy); only the
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -27,9 +28,9 @@ class Prompts:
     ids: list[list[int]] = field(default_factory=list)
 
 
-def rollout(run: Any) -> Batch:
+def rollout(run: Any) -> tuple[Batch, float]:
     """This step's prompts (``prompts_per_step`` problems, G rollout prompts each), one sampled response to
-    each, and its reward: one Batch."""
+    each, and its reward: one Batch; and the seconds spent generating."""
     cfg, task = run.cfg, run.task
     prompts = Prompts()
     for p in task.sample(cfg.prompts_per_step, run.rng):
@@ -38,9 +39,11 @@ def rollout(run: Any) -> Batch:
             prompts.tags.append(rp.tag)
             prompts.golds.append(p.answer)
     prompts.ids = [run.encode(t) for t in prompts.texts]
+    t0 = time.time()
     samples = run.backend.generate(prompts.ids, max_new_tokens=cfg.max_tokens, temperature=cfg.temperature,
                                    top_p=cfg.top_p)
-    return scored(run, prompts, samples)
+    gen_s = time.time() - t0
+    return scored(run, prompts, samples), gen_s
 
 
 def scored(run: Any, prompts: Prompts, samples) -> Batch:
@@ -73,11 +76,12 @@ def varied_groups(rewards: list[float], group_size: int) -> list[int]:
 
 @dataclass
 class Collected:
-    """A step's rollouts: everything sampled (``seen``, logged), what is trained on (``train``), and for
-    dynamic sampling the rounds drawn and the groups seen and kept (None without it)."""
+    """A step's rollouts: everything sampled (``seen``, logged), what is trained on (``train``), the seconds
+    spent generating, and for dynamic sampling the rounds drawn and the groups seen and kept (None without it)."""
 
     seen: Batch
     train: Batch
+    gen_s: float = 0.0
     rounds: int | None = None
     groups_seen: int | None = None
     groups_kept: int | None = None
@@ -86,14 +90,15 @@ class Collected:
 def collect(run: Any) -> Collected:
     """One round of :func:`rollout`; with ``dynamic_sampling``, rounds until enough groups with a signal."""
     cfg, G = run.cfg, run.cfg.group_size
-    first = rollout(run)
+    first, gen_s = rollout(run)
     if not cfg.dynamic_sampling:
-        return Collected(first, first)
+        return Collected(first, first, gen_s)
     seen, kept = [first], [(first, g) for g in varied_groups(first.rewards, G)]
     while len(kept) < cfg.prompts_per_step and len(seen) < cfg.dynamic_sampling_max_rounds:
-        b = rollout(run)
+        b, s = rollout(run)
         seen.append(b)
+        gen_s += s
         kept += [(b, g) for g in varied_groups(b.rewards, G)]
     kept = kept[:cfg.prompts_per_step]  # arrival order, as verl trims
     train = merged([rows_of(b, list(range(g * G, (g + 1) * G))) for b, g in kept])
-    return Collected(merged(seen), train, len(seen), sum(len(b.rewards) // G for b in seen), len(kept))
+    return Collected(merged(seen), train, gen_s, len(seen), sum(len(b.rewards) // G for b in seen), len(kept))

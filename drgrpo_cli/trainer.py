@@ -274,8 +274,7 @@ def _step(run: _Run, step: int, first: bool) -> dict[str, Any]:
     """One policy step, logged (``first``: the first step of this process)."""
     cfg = run.cfg
     t0 = time.time()
-    got = sampling.collect(run)
-    t_gen = time.time() - t0
+    got = sampling.collect(run)  # rollouts and their rewards; got.gen_s: the generation alone
     adv, diff, valid, shaping = _advantages(run, got.train) if got.train.rewards else (None, None, None, {})
     t1 = time.time()
     stats = None
@@ -287,13 +286,12 @@ def _step(run: _Run, step: int, first: bool) -> dict[str, Any]:
     t_train = time.time() - t1
     row = _log_row(run, step, got, adv, diff, stats, first)
     row.update(shaping)
-    batch = got.seen
     if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
         row.update(_evaluate(run, step))
     gen_tokens = row["train/gen_tokens"]
-    row.update({"time/step_s": time.time() - t0, "time/gen_s": t_gen, "time/train_s": t_train,
-                "time/gen_tok_per_s": gen_tokens / max(t_gen, 1e-9)})
-    _write_logs(run, step, row, batch)
+    row.update({"time/step_s": time.time() - t0, "time/gen_s": got.gen_s, "time/train_s": t_train,
+                "time/gen_tok_per_s": gen_tokens / max(got.gen_s, 1e-9)})
+    _write_logs(run, step, row, got.seen)
     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
         _save_checkpoint(run, step)
     return row

@@ -18,6 +18,7 @@ from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.tasks.builtin import (BuiltinTask, WarmupRecipe, builtin_reward, hidden_filler, make_problem, parse_answer,
                              warmup_example)
 from drgrpo_cli.batch import Batch, rollout_metrics, tag_entropy
+from drgrpo_cli.config import PRESETS
 from tests.conftest import tiny_config
 
 runner = CliRunner()
@@ -102,6 +103,30 @@ def test_rollout_metrics_split_by_tag_and_correctness():
 
 
 # ---- runs --------------------------------------------------------------------------------------------------
+def test_cli_dapo_full_run_records_its_knobs_and_logs_them(tmp_path, small_model):
+    """``--preset dapo-full`` on the CLI: config.json holds every knob it set (and the rest at their defaults),
+    each step logs dynamic sampling, the overlong penalty and the masked share; bad values exit 2, one line."""
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--model", "builtin-small", "--preset", "dapo-full", "--steps", "2",
+                              "--prompts-per-step", "4", "--group-size", "4", "--max-tokens", "24",
+                              "--eval-every", "0", "--threads", "1", "--quiet", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert {k: cfg[k] for k in PRESETS["dapo-full"]} == PRESETS["dapo-full"]
+    assert (cfg["ratio_level"], cfg["policy_loss"], cfg["kl_estimator"], cfg["kl_in"], cfg["length_alpha"],
+            cfg["baseline"]) == ("token", "ppo", "k3", "loss", 0.0, "group")
+    rows, _ = runlog.read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["train/ds_rounds"] >= 1 and 0 <= r["train/ds_groups_kept"] <= 4
+        assert -1 <= r["train/overlong_penalty"] <= 0 and 0 <= r["train/masked_frac"] <= 1
+    for bad in (["--kl-estimator", "k4"], ["--baseline", "rloo"], ["--length-alpha", "-1"],
+                ["--preset", "gspo", "--ratio-level", "token"], ["--overlong-buffer-frac", "1.5"]):
+        res = runner.invoke(app, ["train", "--out", str(tmp_path / "bad"), *bad])
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, (bad, res.output)
+        assert not (tmp_path / "bad").exists()
+
+
 def test_cli_smoke_run_writes_the_log_contract(tmp_path, small_model):
     out = tmp_path / "run"
     res = runner.invoke(app, ["train", "--model", "builtin-small", "--no-std", "--fixed-len", "--steps", "3",
