@@ -127,6 +127,8 @@ def compute_advantages(
     elif scale == "batch":
         kept = rewards[v.reshape(-1)]
         if ddof >= kept.numel():
+            if bool(dead.all()):  # e.g. every row masked: no signal to scale
+                return centred.reshape(-1)  # [N], all exactly 0
             raise ValueError(f"ddof={ddof} needs more than {ddof} rewards for a batch std")
         denom = kept.std(correction=ddof) + eps  # []
     else:  # mean (MaxRL): relative to the group's success rate; defined for rewards >= 0

@@ -2,7 +2,8 @@
 
 A step draws ``prompts_per_step`` problems and ``G`` rollout prompts each, samples one response per rollout
 prompt and scores it (:func:`rollout`). With ``dynamic_sampling`` (DAPO, arXiv 2503.14476) a group whose
-correctness does not vary (all right or all wrong: zero advantage, no signal) is dropped and new rounds are
+correctness does not vary (all right or all wrong, truncated responses left out under ``mask_truncated``:
+zero advantage, no signal) is dropped and new rounds are
 drawn until ``prompts_per_step`` groups with a signal are kept or ``dynamic_sampling_max_rounds`` rounds were
 drawn; then the step trains on the groups it has (verl stops with an error instead). Correctness, not the
 shaped reward, decides (verl's ``filter_groups.metric=acc``), so the overlong penalty alone never keeps a
@@ -64,11 +65,13 @@ def rows_of(batch: Batch, rows: list[int]) -> Batch:
     return Batch(*[[getattr(batch, f.name)[i] for i in rows] for f in fields(Batch)])
 
 
-def varied_groups(rewards: list[float], group_size: int) -> list[int]:
-    """The groups (indices) whose correctness (reward > 0.5) is not the same for every response."""
+def varied_groups(rewards: list[float], group_size: int, truncated: list[bool] | None = None) -> list[int]:
+    """The groups (indices) whose correctness (reward > 0.5) is not the same for every response; with
+    ``truncated`` (``mask_truncated``: those rows are out of the loss), over the other responses only."""
     out = []
     for g in range(len(rewards) // group_size):
-        ok = {r > 0.5 for r in rewards[g * group_size:(g + 1) * group_size]}
+        rows = range(g * group_size, (g + 1) * group_size)
+        ok = {rewards[i] > 0.5 for i in rows if truncated is None or not truncated[i]}
         if len(ok) > 1:
             out.append(g)
     return out
@@ -93,12 +96,15 @@ def collect(run: Any) -> Collected:
     first, gen_s = rollout(run)
     if not cfg.dynamic_sampling:
         return Collected(first, first, gen_s)
-    seen, kept = [first], [(first, g) for g in varied_groups(first.rewards, G)]
+    def signal(b: Batch) -> list[int]:
+        return varied_groups(b.rewards, G, b.truncated if cfg.mask_truncated else None)
+
+    seen, kept = [first], [(first, g) for g in signal(first)]
     while len(kept) < cfg.prompts_per_step and len(seen) < cfg.dynamic_sampling_max_rounds:
         b, s = rollout(run)
         seen.append(b)
         gen_s += s
-        kept += [(b, g) for g in varied_groups(b.rewards, G)]
+        kept += [(b, g) for g in signal(b)]
     kept = kept[:cfg.prompts_per_step]  # arrival order, as verl trims
     train = merged([rows_of(b, list(range(g * G, (g + 1) * G))) for b, g in kept])
     return Collected(merged(seen), train, gen_s, len(seen), sum(len(b.rewards) // G for b in seen), len(kept))

@@ -278,7 +278,7 @@ def _step(run: _Run, step: int, first: bool) -> dict[str, Any]:
     adv, diff, valid, shaping = _advantages(run, got.train) if got.train.rewards else (None, None, None, {})
     t1 = time.time()
     stats = None
-    if adv is not None:  # dynamic sampling may keep no group: no update this step
+    if adv is not None and (valid is None or bool(valid.any())):  # no group kept, or every row masked: no update
         ref = run.ref if cfg.kl_in == "loss" else None  # kl_in reward: the KL went into the rewards
         stats = policy_update(run.model, ref, run.opt, cfg, Rows(got.train.prompts, got.train.responses, adv, valid),
                               budget=run.budget, pad_id=run.tok.pad_token_id)
@@ -340,7 +340,8 @@ def _log_row(run: _Run, step: int, got: sampling.Collected, adv, diff, stats, fi
         "train/gen_tokens": sum(len(x) for x in got.seen.responses),
     })
     if got.rounds is not None:  # dynamic sampling: the share of groups without a signal among all drawn
-        row.update({"train/zero_std_frac": 1 - len(sampling.varied_groups(got.seen.rewards, G)) / got.groups_seen,
+        kept = sampling.varied_groups(got.seen.rewards, G, got.seen.truncated if cfg.mask_truncated else None)
+        row.update({"train/zero_std_frac": 1 - len(kept) / got.groups_seen,
                     "train/ds_rounds": got.rounds, "train/ds_groups_kept": got.groups_kept})
     if stats:
         for tag, e in tag_entropy(got.train.tags, stats.row_entropy, stats.mask.sum(-1).cpu()).items():

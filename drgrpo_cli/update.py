@@ -73,8 +73,8 @@ class _Ctx:
 
     def split(self, mb: Tensor) -> list[Tensor]:
         """The micro-batches (row-index tensors) of the mini-batch ``mb``."""
-        if self.cfg.micro_batches > 1:
-            return list(mb.tensor_split(self.cfg.micro_batches))  # equal row counts (validate: it divides)
+        if self.cfg.micro_batches > 1:  # equal row counts (validate: it divides; fewer rows after dynamic sampling)
+            return [m for m in mb.tensor_split(self.cfg.micro_batches) if len(m)]
         return microbatch.plan_micro_batches(mb, [len(p) for p in self.rows.prompts],
                                              [len(r) for r in self.rows.responses], self.budget)
 
@@ -102,6 +102,8 @@ def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_i
     for epoch in range(cfg.ppo_epochs):
         order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
         for mb in order.tensor_split(cfg.mini_batches):
+            if not len(mb):  # fewer rows than mini-batches (dynamic sampling kept few groups)
+                continue
             _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0,
                             valid=valid, groups=groups)
     return stats
@@ -114,10 +116,11 @@ def sequence_kl(model, ref, cfg, rows: Rows, *, budget: int | None, pad_id: int)
     mask = packing.response_mask(rows.responses).to(cfg.device)  # [N, R]
     ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask)
     out = torch.zeros(mask.shape[0], device=cfg.device)
-    with torch.no_grad():
-        for sl in ctx.split(torch.arange(mask.shape[0])):
-            k = objectives.kl_penalty(ctx.score(model, sl)[0], ctx.score(ref, sl)[0], cfg.kl_estimator)  # [n, R]
-            out[sl.to(cfg.device)] = (k * mask[sl.to(cfg.device)]).sum(-1)
+    with torch.no_grad():  # in the update's micro-batches, so it fits wherever the update fits
+        for part in torch.arange(mask.shape[0]).tensor_split(cfg.mini_batches):
+            for sl in ctx.split(part) if len(part) else []:
+                k = objectives.kl_penalty(ctx.score(model, sl)[0], ctx.score(ref, sl)[0], cfg.kl_estimator)  # [n, R]
+                out[sl.to(cfg.device)] = (k * mask[sl.to(cfg.device)]).sum(-1)
     return out, int(mask.sum().item())
 
 
@@ -133,7 +136,7 @@ def _fixed_logprobs(ctx: _Ctx) -> tuple[Tensor | None, Tensor | None]:
         old_logp = None if on_policy else torch.zeros(N, R, device=dev)
         ref_logp = None if ctx.ref is None else torch.zeros(N, R, device=dev)
         for part in torch.arange(N).tensor_split(cfg.mini_batches):
-            for sl in ctx.split(part):
+            for sl in ctx.split(part) if len(part) else []:
                 if old_logp is not None:
                     old_logp[sl.to(dev)] = ctx.score(ctx.model, sl)[0]
                 if ref_logp is not None:

@@ -422,3 +422,15 @@ def test_overlong_penalty_hand_values():
     for bad in (0, -1, 21):
         with pytest.raises(ValueError, match="buffer"):
             overlong_penalty(L, 20, bad)
+
+
+def test_batch_scale_with_every_row_masked_is_zero_not_an_error():
+    """``adv_scale = "batch"`` with ``mask_truncated`` when a step truncates everything: no rewards left for a batch
+    std, and no signal to scale either, so exactly 0 (a live row with too few rewards is still an error)."""
+    r = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    none = torch.zeros(4, dtype=torch.bool)
+    assert compute_advantages(r, 2, "batch", valid=none).tolist() == [0.0] * 4
+    one = torch.tensor([True, False, False, False])
+    assert compute_advantages(r, 2, "batch", valid=one).tolist() == [0.0] * 4
+    with pytest.raises(ValueError, match="batch std"):
+        compute_advantages(r, 2, "batch", ddof=2, valid=torch.tensor([True, True, False, False]))

@@ -112,13 +112,16 @@ class _Task:
 
 
 class _Backend:
+    def __init__(self, truncated=()):
+        self.truncated = set(truncated)
+
     def generate(self, ids, **kw):
-        return [SimpleNamespace(ids=i, truncated=False) for i in ids]
+        return [SimpleNamespace(ids=i, truncated=i in self.truncated) for i in ids]
 
 
-def _run(script, **cfg):
+def _run(script, truncated=(), **cfg):
     c = TrainConfig(**{"dynamic_sampling": True, "group_size": 2, "prompts_per_step": 3, **cfg})
-    return SimpleNamespace(cfg=c, task=_Task(script), rng=random.Random(0), backend=_Backend(),
+    return SimpleNamespace(cfg=c, task=_Task(script), rng=random.Random(0), backend=_Backend(truncated),
                            encode=lambda t: t, decode=lambda ids: ids)
 
 
@@ -139,9 +142,42 @@ def test_dynamic_sampling_refills_trims_and_caps():
     # nothing varies: no group to train on
     none = collect(_run({}, dynamic_sampling_max_rounds=3))
     assert (none.rounds, none.groups_kept, none.train.rewards) == (3, 0, [])
+    # with mask_truncated a group varies only among its responses in the loss: problem 1's wrong answer is
+    # truncated, so its group has no signal; problems 3, 5, 6 are kept
+    masked = collect(_run(script, truncated={"1#1"}, mask_truncated=True))
+    assert [t.split("#")[0] for t in masked.train.texts] == ["3", "3", "5", "5", "6", "6"]
+    assert collect(_run(script, truncated={"1#1"})).train.texts[:2] == ["1#0", "1#1"]  # without: kept
     # off: one round, trained as sampled
     off = collect(_run(script, dynamic_sampling=False))
     assert off.rounds is None and off.train is off.seen and len(off.train.texts) == 6
+
+
+def test_fewer_rows_than_micro_batches_after_dynamic_sampling(model):
+    """Dynamic sampling may keep one group where the config planned four: empty mini- and micro-batches are
+    skipped, and the gradient is still the unsplit one."""
+    prompts, responses = _batch(4, model.config.vocab_size, seed=4)
+    adv = torch.tensor([0.9, -0.4, 1.3, -1.8])
+    split = _update(model, Rows(prompts, responses, adv), group_size=4, prompts_per_step=4, mini_batches=1,
+                    micro_batches=8)
+    whole = _update(model, Rows(prompts, responses, adv), group_size=4, prompts_per_step=1)
+    assert len(split) == 1 and _close(split[0], whole[0])
+    assert len(_update(model, Rows(prompts, responses, adv), group_size=4, prompts_per_step=4, mini_batches=8)) == 4
+
+
+def test_a_step_with_every_row_masked_does_not_update(tmp_path, small_model):
+    """One token of budget: every response is truncated, so with mask_truncated nothing is in the loss; the step
+    logs it and leaves the weights alone (no AdamW step on a zero gradient)."""
+    import json
+
+    from drgrpo_cli.trainer import train
+
+    cfg = TrainConfig(model="builtin-small", steps=2, prompts_per_step=2, group_size=4, max_tokens=1,
+                      mask_truncated=True, eval_every=0, checkpoint_every=0, threads=1, weight_decay=0.1)
+    train(cfg, tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert r["train/masked_frac"] == 1.0 and r["train/truncated_frac"] == 1.0
+        assert r["train/loss"] is None and r["train/adv_abs_mean"] == 0.0
 
 
 def test_dynamic_sampling_run_logs_its_rounds(tmp_path, small_model):
@@ -197,8 +233,8 @@ def test_kl_in_reward_is_subtracted_before_the_advantages(model):
     with torch.no_grad():
         lp = packed_logprobs(model, b.prompts, b.responses, 1.0, pad_id=0, width=mask.shape[1])[0]
         lr = packed_logprobs(ref, b.prompts, b.responses, 1.0, pad_id=0, width=mask.shape[1])[0]
-    for est in ("k1", "k2", "k3"):
-        run = _shaping_run(model, ref, beta=0.5, kl_in="reward", kl_estimator=est)
+    for est, split in (("k1", {}), ("k2", {"mini_batches": 2, "micro_batches": 2}), ("k3", {})):
+        run = _shaping_run(model, ref, beta=0.5, kl_in="reward", kl_estimator=est, **split)
         want_kl = (kl_penalty(lp, lr, est) * mask).sum(-1)  # [N] each response's summed estimate
         kl, tokens = sequence_kl(model, ref, run.cfg, Rows(b.prompts, b.responses, torch.zeros(8)), budget=65536,
                                  pad_id=0)
