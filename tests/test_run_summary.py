@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drgrpo_cli import runlog
-from drgrpo_cli.config import arm_label
+from drgrpo_cli.config import TrainConfig
 from drgrpo_cli.metrics import run_summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -27,8 +27,8 @@ def test_published_summaries_are_recomputed_exactly():
         summary = json.loads((run / runlog.SUMMARY).read_text())
         cfg = json.loads((run / runlog.CONFIG).read_text())
         rows, _ = runlog.read_jsonl(run / runlog.METRICS)
-        got = run_summary(rows, arm_label(cfg["adv_scale"], cfg["loss_agg"]), cfg["adv_scale"], cfg["loss_agg"],
-                          cfg["seed"])
+        arm = TrainConfig.from_dict(cfg).arm  # the trainer's name: the bias pair, then other knobs off default
+        got = run_summary(rows, arm, cfg["adv_scale"], cfg["loss_agg"], cfg["seed"])
         assert got == {k: summary[k] for k in KEYS}, run.name
 
 
