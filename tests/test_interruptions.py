@@ -136,8 +136,14 @@ def test_ctrl_c_through_the_cli_exits_130_with_a_checkpoint(tmp_path, small_mode
             os.kill(os.getpid(), signal.SIGINT)  # the handler only sets a flag: step 2 is complete
 
     monkeypatch.setattr(TrainProgress, "update", ctrl_c_at_2)
+    # Ctrl-C in a terminal: Python's own SIGINT handler, even when the tests run as a background job (whose
+    # shell set SIGINT to ignored; the trainer then leaves it ignored, as nohup'd jobs expect)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     run = tmp_path / "run"
-    res = runner.invoke(app, _args(run, **KILL_CFG))
+    try:
+        res = runner.invoke(app, _args(run, **KILL_CFG))
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert res.exit_code == 130, res.output
     assert "checkpoint at step 2" in res.stderr and "--resume" in res.stderr
     assert json.loads((run / "summary.json").read_text())["signal"] == "SIGINT" and _ckpt_step(run) == 2
