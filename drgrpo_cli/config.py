@@ -30,7 +30,9 @@ BACKENDS = ("auto", "hf", "vllm")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: The built-in base models (the recipes of ``tasks.builtin_model``; a test checks that the two agree).
 #: Named here, not imported, so that config imports nothing that imports config back.
-BUILTIN_MODELS = ("builtin", "builtin-small")
+BUILTIN_MODELS = ("builtin", "builtin-small", "builtin-difficulty")
+#: The tasks; the first two are built in (no dataset).
+TASKS = ("builtin", "builtin-difficulty", "math")
 
 #: What each preset sets. Nothing else changes with a preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -88,7 +90,7 @@ class TrainConfig:
     # --- run ------------------------------------------------------------------------------------
     steps: int = 200
     seed: int = 0
-    task: str = "builtin"  # builtin | math
+    task: str = "builtin"  # builtin | builtin-difficulty | math
     model: str = "builtin"  # builtin | hub id | local directory
     backend: str = "auto"  # auto | hf | vllm
     device: str = "cpu"
@@ -206,8 +208,8 @@ def _check_choices(c: TrainConfig) -> None:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {c.backend!r}")
     if c.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
-    if c.task not in ("builtin", "math"):
-        raise ConfigError(f"task must be 'builtin' or 'math', got {c.task!r}")
+    if c.task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {c.task!r}")
 
 
 def _check_counts(c: TrainConfig) -> None:
@@ -283,7 +285,7 @@ def _check_batch_and_task(c: TrainConfig) -> None:
                           f"{batch // c.mini_batches}")
     if c.task == "math" and not c.dataset:
         raise ConfigError("task 'math' needs --dataset (a JSONL/Parquet/CSV file or a datasets name)")
-    if c.task == "builtin" and c.dataset:
+    if c.task != "math" and c.dataset:
         raise ConfigError("--dataset needs --task math (the built-in task has its own problems)")
 
 
@@ -297,8 +299,8 @@ def _resolved(c: TrainConfig) -> TrainConfig:
     if c.micro_batches > 1 or not c.max_tokens_per_micro_batch:
         changes["max_tokens_per_micro_batch"] = _micro_batch_budget(c)
     if c.eval_samples is None:  # sampled eval shows length drift; on the tiny built-in model it is cheap
-        changes["eval_samples"] = 4 if c.task == "builtin" else 0
-    if c.task == "builtin" and (c.question_field, c.answer_field) != (None, None):
+        changes["eval_samples"] = 0 if c.task == "math" else 4
+    if c.task != "math" and (c.question_field, c.answer_field) != (None, None):
         # dataset columns mean nothing to the built-in task (older drgrpo saved "problem"/"answer" here)
         changes.update(question_field=None, answer_field=None)
     if c.threads == 0 and c.model in BUILTIN_MODELS:

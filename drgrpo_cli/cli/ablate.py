@@ -21,7 +21,7 @@ import typer
 from drgrpo_cli.cli.options import fail
 
 GRID_HELP = ("Grid TOML file, or the name of a bundled grid: bias-2x2 (default), loss-modes, length-normalizers, "
-             "qwen-math-1.5b-2x2. See ablations/README.md for the format.")
+             "difficulty, qwen-math-1.5b-2x2. See ablations/README.md for the format.")
 
 
 def parse_seeds(text: str) -> list[int]:

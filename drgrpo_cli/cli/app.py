@@ -36,7 +36,7 @@ app.command("train")(train_cli)
 
 @app.command("base")
 def base_cli(
-    model: Annotated[str, typer.Option("--model", help="builtin or builtin-small.")] = "builtin",
+    model: Annotated[str, typer.Option("--model", help="builtin, builtin-small or builtin-difficulty.")] = "builtin",
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build again even if cached.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Also measure the base policy per state (accuracy, "
         "sampled and greedy lengths on held-out prompts) against the task's design criteria.")] = False,

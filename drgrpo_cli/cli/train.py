@@ -156,11 +156,13 @@ AdvStdDdof = Annotated[Optional[int], _opt("--adv-std-ddof", panel=_PANEL_PPO,
 AdvEps = Annotated[Optional[float], _opt("--adv-eps", panel=_PANEL_PPO,
     help="eps added to the std before dividing." + _d(_D.adv_eps))]
 Model = Annotated[Optional[str], _opt("--model", panel=_PANEL_DATA,
-    help="builtin (tiny model built on first use), builtin-small, a local Hugging Face model folder, "
+    help="builtin (tiny model built on first use), builtin-small, builtin-difficulty, a local Hugging Face model "
+         "folder, "
          "or a hub id." + _d(_D.model))]
-Task = Annotated[Optional[str], _opt("--task", panel=_PANEL_DATA, metavar="builtin|math",
-    help="builtin: addition with hidden operands (the length-bias model organism); math: --dataset with a "
-         "math-verify reward." + _d(_D.task))]
+Task = Annotated[Optional[str], _opt("--task", panel=_PANEL_DATA, metavar="builtin|builtin-difficulty|math",
+    help="builtin: addition with hidden operands (the length-bias model organism); builtin-difficulty: addition in "
+         "easy/medium/hard buckets (the difficulty-bias organism, with --model builtin-difficulty); math: "
+         "--dataset with a math-verify reward." + _d(_D.task))]
 Dataset = Annotated[Optional[str], _opt("--dataset", panel=_PANEL_DATA,
     help="Training problems (JSONL/Parquet/CSV, or a datasets name); implies --task math.")]
 EvalDataset = Annotated[Optional[List[str]], _opt("--eval-dataset", panel=_PANEL_DATA,

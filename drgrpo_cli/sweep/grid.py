@@ -28,7 +28,7 @@ from drgrpo_cli.config import OBJECTIVE_KNOBS, ConfigError, TrainConfig, arm_lab
 from drgrpo_cli.report.stats import extra_knobs, knob_value_text, knobs_of
 
 DEFAULT_GRID = "bias-2x2"
-BUNDLED_GRIDS = ("bias-2x2", "loss-modes", "length-normalizers", "qwen-math-1.5b-2x2")
+BUNDLED_GRIDS = ("bias-2x2", "loss-modes", "length-normalizers", "difficulty", "qwen-math-1.5b-2x2")
 TOP_KEYS = ("name", "description", "seeds", "base", "axes", "arms")
 _FIELDS = frozenset(field_names())
 

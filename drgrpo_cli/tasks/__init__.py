@@ -1,5 +1,5 @@
 """Tasks: the problems a run trains on, their prompts and their reward (``builtin``: the built-in
-arithmetic task; ``math``: dataset problems graded by math-verify). :func:`make_task` is the one place a
+arithmetic task; ``builtin-difficulty``: the same in three difficulty buckets; ``math``: dataset problems graded by math-verify). :func:`make_task` is the one place a
 TrainConfig is unpacked into a task's arguments."""
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def make_task(cfg: TrainConfig) -> Task:
         from drgrpo_cli.tasks.builtin import BuiltinTask
 
         return BuiltinTask(cfg.derail_prob, eval_size=cfg.eval_max_prompts)
+    if cfg.task == "builtin-difficulty":
+        from drgrpo_cli.tasks.difficulty import DifficultyTask
+
+        return DifficultyTask(eval_size=cfg.eval_max_prompts)
     if cfg.task == "math":
         from drgrpo_cli.tasks.math import MathTask
 

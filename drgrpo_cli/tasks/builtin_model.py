@@ -2,8 +2,8 @@
 
 Saved in Hugging Face format, so the same loader (and vLLM) read it like a hub model. The build is
 deterministic (fixed seeds, one thread) and cached under ``$DRGRPO_CACHE`` in a folder named after a hash of
-the recipe, renamed into place under a file lock. Recipes: ``builtin`` (published results) and
-``builtin-small`` (tests). Why: docs/design/tasks.md.
+the recipe, renamed into place under a file lock. Recipes: ``builtin`` (published results),
+``builtin-small`` (tests) and ``builtin-difficulty`` (the difficulty task's). Why: docs/design/tasks.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drgrpo_cli.tasks.builtin import EOS, PAD, VOCAB, WarmupRecipe, warmup_example
+from drgrpo_cli.tasks.difficulty import DifficultyWarmup
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class BaseRecipe:
     steps: int = 700
     batch: int = 64
     lr: float = 3e-3
-    warmup: WarmupRecipe = field(default_factory=WarmupRecipe)
+    warmup: WarmupRecipe | DifficultyWarmup = field(default_factory=WarmupRecipe)
     seed: int = 0
     threads: int = 1  # the tiny model trains fastest on one thread (and results do not depend on the machine's cores)
 
@@ -43,6 +44,9 @@ class BaseRecipe:
 RECIPES: dict[str, BaseRecipe] = {
     "builtin": BaseRecipe(),
     "builtin-small": BaseRecipe(steps=120),
+    # the difficulty task's base model (tasks.difficulty): the ``builtin`` model (which can add), trained on
+    # for a while on the difficulty task's warm-up data
+    "builtin-difficulty": BaseRecipe(steps=1000, lr=1e-3, warmup=DifficultyWarmup()),
 }
 
 
@@ -102,7 +106,8 @@ def _warmup_batch(rng: random.Random, recipe: BaseRecipe, chunks: int = 4):
     char = {c: i for i, c in enumerate(VOCAB)}
     pairs = []
     for _ in range(recipe.batch):
-        prompt, response = warmup_example(rng, recipe.warmup)
+        w = recipe.warmup
+        prompt, response = w.example(rng) if isinstance(w, DifficultyWarmup) else warmup_example(rng, w)
         pairs.append(([char[c] for c in prompt + response] + [EOS], [0] * len(prompt) + [1] * (len(response) + 1)))
     pairs.sort(key=lambda p: len(p[0]))
     size = -(-len(pairs) // chunks)
@@ -171,6 +176,11 @@ def build_base(name: str = "builtin", *, rebuild: bool = False, progress=None) -
         t0 = time.time()
         try:
             model = build_model(recipe)
+            init = getattr(recipe.warmup, "init", None)
+            if init:  # start from another recipe's trained weights (built first if needed)
+                from transformers import AutoModelForCausalLM
+
+                model.load_state_dict(AutoModelForCausalLM.from_pretrained(build_base(init)).state_dict())
             losses = warm_up(model, recipe, progress)
         finally:
             torch.set_num_threads(threads)

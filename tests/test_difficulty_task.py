@@ -1,0 +1,71 @@
+"""The difficulty task (``--task builtin-difficulty``): buckets in the prompt, one bucket per group, tags for the
+per-bucket metrics, warm-up answers right with each bucket's probability; and the ``builtin`` recipe is left
+exactly as the published runs were made with."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from drgrpo_cli.config import ConfigError, TrainConfig
+from drgrpo_cli.tasks.builtin_model import RECIPES
+from drgrpo_cli.tasks.difficulty import BUCKETS, DifficultyTask, DifficultyWarmup, bucket_of, bucket_problem
+
+
+def test_buckets_are_written_in_the_prompt():
+    assert [bucket_problem(37, 5, b).question for b in BUCKETS] == ["37+5=", ".37+5=", "..37+5="]
+    p = bucket_problem(37, 5, "hard")
+    assert (p.answer, bucket_of(p)) == ("42", "hard")
+
+
+def test_a_group_is_one_prompt_of_one_bucket_and_every_bucket_is_drawn():
+    task = DifficultyTask()
+    rng = random.Random(0)
+    problems = task.sample(300, rng)
+    counts = {b: sum(bucket_of(p) == b for p in problems) for b in BUCKETS}
+    assert all(80 <= c <= 120 for c in counts.values()), counts  # uniform: 100 each in expectation
+    group = task.rollout_prompts(problems[0], 8, rng)
+    assert len(group) == 8 and len({g.prompt for g in group}) == 1 and {g.tag for g in group} == {bucket_of(problems[0])}
+    assert task.reward("..#42", "42", False) == 1.0 and task.reward("..#42", "42", True) == 0.0
+    evals = task.eval_sets()[""]
+    assert {e.tag for e in evals} == set(BUCKETS) and all(e.prompt == e.problem.question for e in evals)
+    train_pairs = {(p.question.lstrip("."), p.answer) for p in problems}
+    assert not train_pairs & {(e.problem.question.lstrip("."), e.problem.answer) for e in evals}  # held out
+
+
+def test_warmup_answers_are_right_with_each_buckets_probability():
+    rng, w = random.Random(1), DifficultyWarmup()
+    right = {b: [0, 0] for b in BUCKETS}
+    for _ in range(6000):
+        prompt, response = w.example(rng)
+        bucket = {0: "easy", 1: "medium", 2: "hard"}[len(prompt) - len(prompt.lstrip("."))]
+        a, b = (int(x) for x in prompt.strip(".=").split("+"))
+        answer = int(response.split("#")[1])
+        assert response.startswith("..#") and a + 1 <= answer <= a + 9  # a plausible sum either way
+        right[bucket][0] += answer == a + b
+        right[bucket][1] += 1
+    for bucket, (_, p) in BUCKETS.items():
+        k, n = right[bucket]
+        assert abs(k / n - p) < 0.03, (bucket, k / n)
+
+
+def test_the_published_recipes_are_unchanged():
+    """The base models of the published runs: their recipe digests name their cache folders and weights."""
+    assert RECIPES["builtin"].digest() == "afa1d158a9" and RECIPES["builtin-small"].digest() == "d2335ec4c5"
+    assert RECIPES["builtin-difficulty"].warmup.init == "builtin"
+
+
+def test_config_takes_the_task_and_runs_it(tmp_path, small_model):
+    from drgrpo_cli.trainer import train
+
+    assert TrainConfig(task="builtin-difficulty").validate().eval_samples == 4
+    with pytest.raises(ConfigError, match="dataset"):
+        TrainConfig(task="builtin-difficulty", dataset="x.jsonl").validate()
+    cfg = TrainConfig(task="builtin-difficulty", model="builtin-small", steps=2, prompts_per_step=6, group_size=4,
+                      max_tokens=16, eval_every=2, eval_max_prompts=12, checkpoint_every=0, threads=1)
+    train(cfg, tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(f"train/{b}/accuracy" in rows[1] for b in BUCKETS)
+    assert all(f"eval_sampled/{b}/accuracy" in rows[0] for b in BUCKETS)
