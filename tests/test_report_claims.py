@@ -250,3 +250,14 @@ def test_one_seed_no_ci_no_verdict(tmp_path):
     assert t and all(r[-1] == NO_CI for r in t.values())
     assert t["final wrong-answer length, Dr. GRPO − GRPO"][3:5] == ["-60.0 tokens (-60.0% of GRPO's)", "—"]  # 40 - 100
     assert t["seed variance of the final reward, Dr. GRPO / GRPO"][3:] == ["—", "—", "— (1 seed)", NO_CI]
+
+
+def test_claims_in_plot_summary(tmp_path):
+    res = plot([claim_sweep(tmp_path / "s")], out=tmp_path / "o", formats=("svg",))
+    c = res.summary["claims"]
+    assert (c["grpo"], c["drgrpo"], c["seeds"]) == ("GRPO", "Dr. GRPO", [0, 1, 2])
+    r = [r for r in c["rows"] if r["stat"].startswith("final wrong-answer length")][0]
+    assert (r["value"], r["verdict"], r["per_seed"]) == (pytest.approx(-60.0), "supported", {0: -60.0, 1: -50.0,
+                                                                                             2: -70.0})
+    res1 = plot([claim_sweep(tmp_path / "g", second=("none", "seq_mean"))], out=tmp_path / "o1", formats=("svg",))
+    assert res1.summary["claims"] is None

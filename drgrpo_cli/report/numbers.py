@@ -241,4 +241,9 @@ def summary_dict(ctx: PlotContext, nums: ReportNumbers) -> dict[str, Any]:
         "provenance": [{"runs": [r.name for r in rs], **rec} for rec, rs in provenance_groups(ctx)],
         "difficulty": nums.difficulty,
         "has_eval": ctx.has_eval,
+        "claims": None if nums.claims is None else {
+            "grpo": nums.claims.grpo, "drgrpo": nums.claims.drgrpo, "seeds": list(nums.claims.seeds),
+            "rows": [{"claim": r.claim, "stat": r.stat, "summary": r.summary, "unit": r.unit, "value": r.value,
+                      "lo": r.lo, "hi": r.hi, "n": r.n, "agree": r.agree, "verdict": r.verdict,
+                      "per_seed": dict(r.per_seed)} for r in nums.claims.rows]},
     }
