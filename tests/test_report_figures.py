@@ -31,6 +31,30 @@ def test_sweep_files_and_figures(sweep):
     assert "<table>" in html and 'src="length_growth.png"' in html
 
 
+def test_token_efficiency_reward_against_tokens_with_clipped_seed_bands(fake10):
+    import numpy as np
+
+    fig = fake10.figures["token_efficiency"]
+    axes = axes_by_title(fig)
+    assert list(axes) == ["train reward vs tokens generated", "train: reward vs response length", "eval (greedy)"]
+    ax = axes["train reward vs tokens generated"]
+    assert len(ax.collections) == 4  # one band per arm
+    for coll in ax.collections:  # the bootstrap band of the mean reward over seeds, clipped to [0, 1]
+        v = np.concatenate([p.vertices for p in coll.get_paths()])
+        assert v[:, 1].min() >= 0 and v[:, 1].max() <= 1 and v[:, 0].min() >= 0
+    # tokens generated: cumulative len_mean x 16 prompts x 8 responses (config), in thousands; ~150 steps of
+    # ~(dl + cl) / 2 = 11-23 tokens -> GRPO ends past Dr. GRPO, and every x is increasing along a mean line
+    ends = {}
+    for line in ax.get_lines():
+        x = line.get_xdata()
+        if line.get_linewidth() > 2 and len(x) > 1:
+            assert np.all(np.diff(x) > 0)
+            ends[line.get_color()] = x[-1]
+    assert len(ends) == 4 and max(ends.values()) > min(ends.values())
+    # the length panels' end points carry the seed band in both directions
+    assert any(type(c).__name__ == "LineCollection" for c in axes["train: reward vs response length"].collections)
+
+
 def test_fake_sweep_figure_panels_bands_and_ylim(fake10):
     import numpy as np
 

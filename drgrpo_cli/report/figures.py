@@ -270,40 +270,94 @@ def _budget_line(ax: Any, ctx: PlotContext, key: str) -> None:
                 xytext=(0, 3), textcoords="offset points", fontsize=10, color="0.3", va="bottom")
 
 
+def _cumulative_tokens(ctx: PlotContext, arm: str) -> Any:
+    """Per run (columns) and training step: the tokens generated so far, in thousands (the cumulative sum of
+    ``train/len_mean`` x responses per step, ``prompts_per_step`` x ``group_size`` of its config); None if none."""
+    import pandas as pd
+
+    cols = []
+    for r in ctx.runs_by_arm[arm]:
+        if "train/len_mean" not in r.frame.columns:
+            continue
+        s = r.frame["train/len_mean"][r.frame.index >= 1].dropna()
+        per_step = int(r.config.get("prompts_per_step", 1) or 1) * int(r.config.get("group_size", 1) or 1)
+        if len(s):
+            cols.append(s.cumsum() * per_step / 1000.0)
+    return pd.concat(cols, axis=1, keys=range(len(cols)), sort=True) if cols else None
+
+
+def _tokens_panel(ax: Any, ctx: PlotContext) -> None:
+    """Train reward (smoothed; band = bootstrap 95% CI over seeds, clipped to [0, 1]) against the tokens
+    generated so far (mean over seeds), thin lines = seeds; as the Dr. GRPO paper's token-efficiency plot."""
+    import pandas as pd
+
+    ax.set_title("train reward vs tokens generated", fontweight="bold")
+    ax.set_xlabel("tokens generated so far (thousands, mean over seeds)")
+    ax.set_ylabel("train reward")
+    curves = []
+    for arm in ctx.arms:
+        tok, c = _cumulative_tokens(ctx, arm), curve(ctx.frames[arm], "train/reward", ctx.smooth)
+        if tok is None or c is None:
+            continue
+        col, ls = ctx.styles[arm]
+        for i in range(min(tok.shape[1], c.runs.shape[1])):  # thin: one seed, on its own token count
+            j = pd.concat([tok[i].rename("x"), c.runs[i].rename("y")], axis=1, join="inner").dropna()
+            ax.plot(j["x"].to_numpy(), j["y"].to_numpy(), color=col, alpha=0.18, linewidth=0.7, zorder=1)
+        j = pd.concat([tok.mean(axis=1).rename("x"), c.df], axis=1, join="inner").dropna(subset=["x", "mean"])
+        if j.empty:
+            continue
+        x = j["x"].to_numpy()
+        if j["lo"].notna().any():
+            ax.fill_between(x, j["lo"].to_numpy(), j["hi"].to_numpy(), color=col, alpha=0.18, linewidth=0, zorder=2)
+        ax.plot(x, j["mean"].to_numpy(), color=col, linestyle=ls, linewidth=2.8, zorder=3)
+        ax.plot(x[-1:], j["mean"].to_numpy()[-1:], color=col, marker="*", markersize=18, markeredgecolor="black",
+                markeredgewidth=0.6, linestyle="", zorder=4)
+        curves.append(c)
+    if not curves:
+        _no_data(ax)
+        return
+    ax.set_xlim(left=0)
+    _set_ylim(ax, curves, "train/reward")
+
+
 def _fig_token_efficiency(ctx: PlotContext) -> Any:
     import pandas as pd
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    specs = [("train", "train/len_mean", "train/reward", "mean response length (tokens)", "train reward")]
+    specs = [("train: reward vs response length", "train/len_mean", "train/reward", "train reward")]
     if ctx.has_eval:
-        specs.append(("eval (greedy)", "eval/len_mean", "eval/accuracy", "mean response length (tokens)",
-                      "eval accuracy"))
-    fig = Figure(figsize=(9 if len(specs) == 1 else 16, 6.2), layout="constrained")
-    fig.suptitle("Token efficiency: reward vs response length over training (mean over seeds)", fontsize=15)
+        specs.append(("eval (greedy)", "eval/len_mean", "eval/accuracy", "eval accuracy"))
+    fig = Figure(figsize=(8 * (len(specs) + 1), 6.4), layout="constrained")
+    fig.suptitle("Token efficiency: reward against tokens generated and against response length", fontsize=15)
     marks = [Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="", markersize=9, label="start"),
-             Line2D([], [], color="0.3", marker="*", linestyle="", markersize=14, label="end")]
-    _legend(fig, ctx, extra=marks,
-            title=f"train curves: centred rolling mean over {ctx.smooth} steps" if ctx.smooth > 1 else None)
-    axes = fig.subplots(1, len(specs), squeeze=False)[0]
-    for ax, (title, xk, yk, xl, yl) in zip(axes, specs):
+             Line2D([], [], color="0.3", marker="*", linestyle="", markersize=14, label="end (bars: 95% CI)")]
+    _legend(fig, ctx, extra=marks, title=_band_note(ctx) + " · length panels: mean path over seeds")
+    axes = fig.subplots(1, len(specs) + 1, squeeze=False)[0]
+    _tokens_panel(axes[0], ctx)
+    for ax, (title, xk, yk, yl) in zip(axes[1:], specs):
         ax.set_title(title, fontweight="bold")
-        ax.set_xlabel(xl)
+        ax.set_xlabel("mean response length (tokens)")
         ax.set_ylabel(yl)
         drawn = False
         for arm in ctx.arms:
-            cx = curve(ctx.frames[arm], xk, ctx.smooth)
-            cy = curve(ctx.frames[arm], yk, ctx.smooth)
+            cx, cy = curve(ctx.frames[arm], xk, ctx.smooth), curve(ctx.frames[arm], yk, ctx.smooth)
             if cx is None or cy is None:
                 continue
-            j = pd.concat([cx.df["mean"].rename("x"), cy.df["mean"].rename("y")], axis=1, join="inner").dropna()
+            j = pd.concat([cx.df.add_prefix("x_"), cy.df.add_prefix("y_")], axis=1, join="inner")
+            j = j.dropna(subset=["x_mean", "y_mean"])
             if j.empty:
                 continue
-            xs, ys = j["x"].to_numpy(), j["y"].to_numpy()
+            xs, ys = j["x_mean"].to_numpy(), j["y_mean"].to_numpy()
             col, ls = ctx.styles[arm]
             ax.plot(xs, ys, color=col, linestyle=ls, alpha=0.9, marker="." if len(xs) < 40 else None)
             ax.plot(xs[:1], ys[:1], color=col, marker="o", markerfacecolor="white", markersize=10, markeredgewidth=2,
                     linestyle="")
+            e = j.iloc[-1]  # the end point's seed band in both directions (bootstrap CI, clipped)
+            if not (math.isnan(e["x_lo"]) or math.isnan(e["y_lo"])):
+                ax.errorbar(xs[-1:], ys[-1:], xerr=[[max(0.0, xs[-1] - e["x_lo"])], [max(0.0, e["x_hi"] - xs[-1])]],
+                            yerr=[[max(0.0, ys[-1] - e["y_lo"])], [max(0.0, e["y_hi"] - ys[-1])]], color=col,
+                            linewidth=1.5, capsize=4)  # (a clipped band can end at the mean)
             ax.plot(xs[-1:], ys[-1:], color=col, marker="*", markersize=18, markeredgecolor="black",
                     markeredgewidth=0.6, linestyle="")
             drawn = True

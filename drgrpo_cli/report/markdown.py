@@ -1,6 +1,7 @@
 """The report text, ``report.md``, and the same as a standalone ``report.html``.
 
-Sections in order: warnings, the headline (per arm), the paired comparisons, runs, configuration,
+Sections in order: warnings, the headline (per arm), the paired comparisons, the claims for Dr. GRPO over
+GRPO (:mod:`drgrpo_cli.report.claims_text`; only with both arms), runs, configuration,
 provenance, final metrics, pooled length growth (secondary), difficulty bias, figures. The numbers are
 :mod:`drgrpo_cli.report.numbers`' (never smoothed); the text says where each comes from.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from drgrpo_cli.metrics import HEADLINE, mean
+from drgrpo_cli.report.claims_text import claims_section
 from drgrpo_cli.report.figures import FIGURE_TITLES
 from drgrpo_cli.report.numbers import FINAL_METRICS, ReportNumbers, metric_words
 from drgrpo_cli.report.provenance_table import provenance_table
@@ -47,6 +49,7 @@ def report_markdown(ctx: PlotContext, inputs: Sequence[Path], files: Sequence[Pa
     lines = _intro(ctx, inputs, warnings)
     lines += _headline_section(ctx, nums)
     lines += _paired_section(ctx, nums)
+    lines += claims_section(nums.claims)
     lines += _runs_section(ctx)
     lines += ["## Configuration", ""] + _config_table(ctx) + [""]
     lines += ["## Provenance", ""] + provenance_table(ctx) + [""]

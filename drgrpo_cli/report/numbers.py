@@ -17,12 +17,13 @@ from typing import Any, Sequence
 
 from drgrpo_cli.metrics import (HEADLINE, PAIRED_METRICS, final_value, headline, mean,
                                 paired_metrics, paired_value)
+from drgrpo_cli.report.claims import Claims, claim_arms, compute_claims
 from drgrpo_cli.report.provenance_table import provenance_groups
 from drgrpo_cli.report.runs import PlotContext, Run
 from drgrpo_cli.report.stats import KNOBS, by_seed, evaluate, mean_ci, plan_contrasts
 from drgrpo_cli.report.text import or_nan
 
-__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "difficulty_numbers", "final_metrics",
+__all__ = ["FINAL_METRICS", "PAIRED_METRICS", "ReportNumbers", "claim_numbers", "difficulty_numbers", "final_metrics",
            "growth_numbers", "headline_numbers", "metric_words", "paired_results", "report_numbers", "summary_dict"]
 
 #: The metrics compared between arms (names as in ablate's summary.csv / paired.csv).
@@ -49,12 +50,30 @@ class ReportNumbers:
     growth: dict[str, dict[str, Any]]  # arm -> mean_ci of len_incorrect_growth, with per_run
     growth_correct: dict[str, dict[str, Any]]  # arm -> mean_ci of len_correct_growth, with per_run
     difficulty: dict[str, Any]  # arm -> difficulty_numbers
+    claims: Claims | None = None  # the claims for Dr. GRPO over GRPO (a GRPO and a Dr. GRPO arm only)
 
 
 def report_numbers(ctx: PlotContext, named_evals: list[str]) -> ReportNumbers:
     return ReportNumbers(named_evals=named_evals, final=final_metrics(ctx, named_evals), head=headline_numbers(ctx),
                          paired=paired_results(ctx), growth=growth_numbers(ctx, "len_incorrect_growth"),
-                         growth_correct=growth_numbers(ctx, "len_correct_growth"), difficulty=difficulty_numbers(ctx))
+                         growth_correct=growth_numbers(ctx, "len_correct_growth"), difficulty=difficulty_numbers(ctx),
+                         claims=claim_numbers(ctx))
+
+
+def claim_numbers(ctx: PlotContext) -> Claims | None:
+    """:func:`~drgrpo_cli.report.claims.compute_claims` for the GRPO and Dr. GRPO arms (by knobs), over their
+    finished runs (a seed given twice: its first run); None without both arms."""
+    arms = claim_arms(ctx.knobs)
+    if arms is None:
+        return None
+    by_seed_rows = []
+    for a in arms:
+        d: dict[Any, Any] = {}
+        for r in ctx.runs_by_arm[a]:
+            if r.state == "finished" and r.seed not in d:
+                d[r.seed] = r.rows
+        by_seed_rows.append(d)
+    return compute_claims(by_seed_rows[0], by_seed_rows[1], ctx.headline_key, labels=arms)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -222,4 +241,9 @@ def summary_dict(ctx: PlotContext, nums: ReportNumbers) -> dict[str, Any]:
         "provenance": [{"runs": [r.name for r in rs], **rec} for rec, rs in provenance_groups(ctx)],
         "difficulty": nums.difficulty,
         "has_eval": ctx.has_eval,
+        "claims": None if nums.claims is None else {
+            "grpo": nums.claims.grpo, "drgrpo": nums.claims.drgrpo, "seeds": list(nums.claims.seeds),
+            "rows": [{"claim": r.claim, "stat": r.stat, "summary": r.summary, "unit": r.unit, "value": r.value,
+                      "lo": r.lo, "hi": r.hi, "n": r.n, "agree": r.agree, "verdict": r.verdict,
+                      "per_seed": dict(r.per_seed)} for r in nums.claims.rows]},
     }
