@@ -69,3 +69,34 @@ def test_config_takes_the_task_and_runs_it(tmp_path, small_model):
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any(f"train/{b}/accuracy" in rows[1] for b in BUCKETS)
     assert all(f"eval_sampled/{b}/accuracy" in rows[0] for b in BUCKETS)
+
+
+def test_the_report_knows_the_buckets():
+    from drgrpo_cli.report.figures import DIFFICULTY_TAGS
+
+    assert DIFFICULTY_TAGS == tuple(BUCKETS)
+
+
+def test_plot_draws_accuracy_by_bucket_for_a_difficulty_sweep(tmp_path):
+    """Runs that log ``train/<bucket>/accuracy`` get the accuracy-by-bucket figure: one panel per bucket, one
+    curve per arm (found by knobs), in the report; a run without buckets gets none."""
+    from drgrpo_cli.report.plot import plot
+    from tests.report_helpers import axes_by_title, write_run
+
+    root = tmp_path / "sweep"
+    for arm, adv in (("grpo", "group"), ("dr", "none")):
+        for seed in (0, 1):
+            d = write_run(root / f"{arm}__seed{seed}", adv_scale=adv, loss_agg="seq_mean", seed=seed)
+            rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+            for r in rows:  # easy rises to 1, hard stays at 0.1, medium in between
+                r.update({"train/easy/accuracy": min(1.0, 0.8 + 0.01 * r["step"]), "train/medium/accuracy": 0.5,
+                          "train/hard/accuracy": 0.1})
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = plot([root], formats=("png",))
+    assert (root / "figures" / "difficulty_learning.png").is_file()
+    axes = axes_by_title(res.figures["difficulty_learning"])
+    assert set(axes) >= {"train/easy/accuracy", "train/medium/accuracy", "train/hard/accuracy"}
+    assert "Accuracy by difficulty bucket" in (root / "figures" / "report.md").read_text()
+    plain = tmp_path / "plain"
+    write_run(plain / "grpo__seed0", seed=0)
+    assert "difficulty_learning" not in plot([plain], formats=("png",)).figures

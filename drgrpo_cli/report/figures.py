@@ -34,7 +34,10 @@ KNOB_STYLES: dict[Knobs, tuple[str, str]] = {
 OTHER_COLORS = ("#7b3fa0", "#2a9d5c", "#d4a017", "#17becf", "#7f7f7f", "#e377c2", "#8c564b", "#637939")
 #: Figure file stem -> its title in the report.
 FIGURE_TITLES = {"length_growth": "Length growth", "token_efficiency": "Token efficiency",
-                 "difficulty_bias": "Difficulty bias", "metrics": "Requested metrics"}
+                 "difficulty_bias": "Difficulty bias", "difficulty_learning": "Accuracy by difficulty bucket",
+                 "metrics": "Requested metrics"}
+#: The difficulty task's buckets (tasks.difficulty.BUCKETS; a test checks they agree), as run tags.
+DIFFICULTY_TAGS = ("easy", "medium", "hard")
 DPI = 150
 RC = {
     "font.size": 13,
@@ -408,13 +411,13 @@ def _fig_difficulty(ctx: PlotContext, diff: dict[str, Any]) -> Any:
     return fig
 
 
-def _fig_metrics(ctx: PlotContext, keys: Sequence[str]) -> Any:
+def _fig_metrics(ctx: PlotContext, keys: Sequence[str], title: str = "Requested metrics") -> Any:
     from matplotlib.figure import Figure
 
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
     fig = Figure(figsize=(16, 1.4 + 4.4 * nrow), layout="constrained")
-    fig.suptitle("Requested metrics", fontsize=15)
+    fig.suptitle(title, fontsize=15)
     _legend(fig, ctx, title=_band_note(ctx))
     axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
     for ax, key in zip(axes, keys):
@@ -463,6 +466,11 @@ def write_figures(ctx: PlotContext, nums: ReportNumbers, metric_keys: Sequence[s
             keep("difficulty_bias", _fig_difficulty(ctx, nums.difficulty))
         else:
             warnings.append("no difficulty/k{k}/... metrics logged; difficulty-bias figure skipped")
+        logged = {c for fs in ctx.frames.values() for f in fs for c in f.columns}
+        buckets = [f"train/{t}/accuracy" for t in DIFFICULTY_TAGS if f"train/{t}/accuracy" in logged]
+        if len(buckets) > 1:  # the difficulty task: how fast each bucket is learned, per arm
+            keep("difficulty_learning", _fig_metrics(ctx, buckets, "Accuracy by difficulty bucket (train rollouts, "
+                                                              "sampled at the run's temperature)"))
         if metric_keys:
             keep("metrics", _fig_metrics(ctx, metric_keys))
     return files, embedded, figs
