@@ -261,3 +261,24 @@ def test_claims_in_plot_summary(tmp_path):
                                                                                              2: -70.0})
     res1 = plot([claim_sweep(tmp_path / "g", second=("none", "seq_mean"))], out=tmp_path / "o1", formats=("svg",))
     assert res1.summary["claims"] is None
+
+
+def test_a_tiny_difference_is_printed_with_enough_digits():
+    """A CI that excludes 0 by hundredths of a token is not printed as ``-0.0`` (the difficulty task's
+    length at matched reward: -0.0067 [-0.0128, -0.0006])."""
+    import math as _m
+
+    from drgrpo_cli.report.claims_text import _ci, _value
+
+    row = next(iter(_rows_like(-0.0066884, -0.0128137, -0.0005631)))
+    assert _value(row) == "-0.007 tokens" and _ci(row) == "[-0.013, -0.001]"
+    big = next(iter(_rows_like(-22.8, -25.0, -20.6)))
+    assert _value(big) == "-22.8 tokens" and _ci(big) == "[-25.0, -20.6]"
+    assert not _m.isnan(big.value)
+
+
+def _rows_like(v, lo, hi):
+    from drgrpo_cli.report.claims import ClaimRow
+
+    return [ClaimRow(claim="2.", stat="length at matched reward", summary="—", unit="tokens", value=v, lo=lo, hi=hi,
+                     side=-1, agree=8, n=10)]

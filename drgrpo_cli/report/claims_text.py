@@ -15,20 +15,27 @@ HEADER = ["claim", "statistic", "popular summary", "measured (Dr. GRPO vs GRPO)"
           "verdict"]
 
 
-def _num(x: float, unit: str, signed: bool = True) -> str:
+def _num(x: float, unit: str, signed: bool = True, small: bool = False) -> str:
+    """``small``: the row's numbers are all below 0.05 in size, so tokens, steps and % get 3 decimals (a CI
+    that excludes 0 is never printed as ``-0.0``)."""
     if unit == "×":
         return number_text(x, 2) + ("×" if not math.isnan(x) else "")
     if unit == "%":
-        return number_text(x, 1, signed) + ("%" if not math.isnan(x) else "")
+        return number_text(x, 3 if small else 1, signed) + ("%" if not math.isnan(x) else "")
     if unit == "":
         return number_text(x, 3, signed)
-    return number_text(x, 1, signed)
+    return number_text(x, 3 if small else 1, signed)
+
+
+def _small(r: ClaimRow) -> bool:
+    sizes = [abs(v) for v in (r.value, r.lo, r.hi) if not math.isnan(v)]
+    return bool(sizes) and 0 < max(sizes) < 0.05
 
 
 def _value(r: ClaimRow) -> str:
     if r.n == 0 or math.isnan(r.value):
         return "—"
-    text = _num(r.value, r.unit) + (f" {r.unit}" if r.unit in ("tokens", "steps") else "")
+    text = _num(r.value, r.unit, small=_small(r)) + (f" {r.unit}" if r.unit in ("tokens", "steps") else "")
     if r.pct:
         text += f" ({number_text(r.pct[0], 1, True)}% of GRPO's)"
     return text
@@ -37,7 +44,8 @@ def _value(r: ClaimRow) -> str:
 def _ci(r: ClaimRow) -> str:
     if math.isnan(r.lo) or math.isnan(r.hi):
         return "—"
-    text = f"[{_num(r.lo, r.unit)}, {_num(r.hi, r.unit)}]"
+    small = _small(r)
+    text = f"[{_num(r.lo, r.unit, small=small)}, {_num(r.hi, r.unit, small=small)}]"
     if r.pct:
         text += f" ([{number_text(r.pct[1], 1, True)}%, {number_text(r.pct[2], 1, True)}%])"
     return text
