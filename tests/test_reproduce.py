@@ -1,8 +1,8 @@
 """Re-running a published run's first steps gives its first metric rows exactly (drgrpo_cli.sweep.reproduce and
 benchmarks/reproduce.py).
 
-The published studies are ``results/bias-2x2/<arm>__seed<N>/`` and three runs of ``results/length-normalizers/``
-(``DRGRPO_PUBLISHED_RUN=<run folder>`` checks another run instead). That test is ``slow``: it builds the
+The published studies are ``results/bias-2x2/<arm>__seed<N>/``, three runs of ``results/length-normalizers/`` and
+one of ``results/difficulty/`` (``DRGRPO_PUBLISHED_RUN=<run folder>`` checks another run instead). That test is ``slow``: it builds the
 ``builtin`` base model on first use (about a minute) and skips, saying why, when the run folder is not in the checkout or the installed library versions
 are not the run's (``results/constraints.txt`` installs them). The other tests make their own "published"
 run with the quick test model.
@@ -112,7 +112,8 @@ def _published_runs() -> list[Path]:
     # and the length-normalizers study's knobs beyond the 2x2: Delta-L's weights, GSPO's sequence ratio,
     # prompt_mean's group counts
     return [STUDY / name for name in PUBLISHED] + [
-        NORMALIZERS / name for name in ("delta-l-alpha-1__seed0", "gspo__seed0", "prompt_mean__seed0")]
+        NORMALIZERS / name for name in ("delta-l-alpha-1__seed0", "gspo__seed0", "prompt_mean__seed0")] + [
+        ROOT / "results" / "difficulty" / "grpo__seed0"]  # the difficulty task and its own base model
 
 
 @pytest.mark.slow
