@@ -36,6 +36,21 @@ def all_pairs(eval_split: bool) -> list[tuple[int, int]]:
     return [(a, b) for a in range(A_RANGE[0], A_RANGE[1] + 1) for b in range(B_RANGE[0], B_RANGE[1] + 1) if _held_out(a, b) == eval_split]
 
 
+def split_pairs(eval_size: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(training pairs, eval pairs): every pair not held out, and ``eval_size`` held-out pairs drawn with a fixed
+    seed (the same for every arm, seed and task that uses them)."""
+    pairs = all_pairs(eval_split=True)
+    return all_pairs(eval_split=False), random.Random(1234).sample(pairs, min(eval_size, len(pairs)))
+
+
+def warmup_pair(rng: random.Random) -> tuple[int, int]:
+    """A random operand pair that is not held out (the warm-up data never shows an eval pair)."""
+    a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
+    while _held_out(a, b):
+        a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
+    return a, b
+
+
 def make_problem(a: int, b: int) -> Problem:
     return Problem(question=f"{a}+{b}=", answer=str(a + b), source="builtin")
 
@@ -72,9 +87,7 @@ class BuiltinTask:
 
     def __init__(self, derail_prob: float = 0.5, eval_size: int = 128):
         self.derail_prob = derail_prob
-        self.train_pairs = all_pairs(eval_split=False)
-        pairs = all_pairs(eval_split=True)
-        self.eval_pairs = random.Random(1234).sample(pairs, min(eval_size, len(pairs)))
+        self.train_pairs, self.eval_pairs = split_pairs(eval_size)
 
     def sample(self, n: int, rng: random.Random) -> list[Problem]:
         return [make_problem(*rng.choice(self.train_pairs)) for _ in range(n)]
@@ -113,6 +126,9 @@ class WarmupRecipe:
     hidden_max: int = 40  # up to this many dots (a 45-token response at most, below the 64-token budget)
     derail_frac: float = 0.25  # share of hidden-operand examples in the warm-up (RL uses ``derail_prob``)
 
+    def example(self, rng: random.Random) -> tuple[str, str]:
+        return warmup_example(rng, self)
+
 
 def hidden_filler(rng: random.Random, recipe: WarmupRecipe) -> int:
     """Filler length after a hidden operand: the short mode, or the geometric tail."""
@@ -130,9 +146,7 @@ def warmup_example(rng: random.Random, recipe: WarmupRecipe) -> tuple[str, str]:
 
     With the operand hidden the answer is ``a + b`` for a fresh random ``b``: a guess, right 1/9 of the time.
     """
-    a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
-    while _held_out(a, b):
-        a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
+    a, b = warmup_pair(rng)
     if rng.random() < recipe.derail_frac:
         guess = a + rng.randint(*B_RANGE)
         return hide_operand(f"{a}+{b}="), FILLER * hidden_filler(rng, recipe) + ANSWER_MARK + str(guess)

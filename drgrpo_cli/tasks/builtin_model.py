@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drgrpo_cli.tasks.builtin import EOS, PAD, VOCAB, WarmupRecipe, warmup_example
+from drgrpo_cli.tasks.builtin import EOS, PAD, VOCAB, WarmupRecipe
 from drgrpo_cli.tasks.difficulty import DifficultyWarmup
 
 
@@ -106,8 +106,7 @@ def _warmup_batch(rng: random.Random, recipe: BaseRecipe, chunks: int = 4):
     char = {c: i for i, c in enumerate(VOCAB)}
     pairs = []
     for _ in range(recipe.batch):
-        w = recipe.warmup
-        prompt, response = w.example(rng) if isinstance(w, DifficultyWarmup) else warmup_example(rng, w)
+        prompt, response = recipe.warmup.example(rng)
         pairs.append(([char[c] for c in prompt + response] + [EOS], [0] * len(prompt) + [1] * (len(response) + 1)))
     pairs.sort(key=lambda p: len(p[0]))
     size = -(-len(pairs) // chunks)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from drgrpo_cli.tasks.builtin import A_RANGE, ANSWER_MARK, B_RANGE, FILLER, _held_out, all_pairs, builtin_reward
+from drgrpo_cli.tasks.builtin import ANSWER_MARK, B_RANGE, FILLER, builtin_reward, split_pairs, warmup_pair
 from drgrpo_cli.tasks.interface import EvalItem, Problem, RolloutPrompt
 
 #: bucket -> (prompt prefix, probability that a warm-up answer is right)
@@ -43,9 +43,7 @@ class DifficultyWarmup:
     filler: int = 2
 
     def example(self, rng: random.Random) -> tuple[str, str]:
-        a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
-        while _held_out(a, b):
-            a, b = rng.randint(*A_RANGE), rng.randint(*B_RANGE)
+        a, b = warmup_pair(rng)
         bucket = rng.choice(list(BUCKETS))
         p_right = {"easy": self.p_easy, "medium": self.p_medium, "hard": self.p_hard}[bucket]
         if rng.random() < p_right:
@@ -63,9 +61,7 @@ class DifficultyTask:
     stop_strings: tuple[str, ...] = ()
 
     def __init__(self, eval_size: int = 128):
-        self.train_pairs = all_pairs(eval_split=False)
-        pairs = all_pairs(eval_split=True)
-        self.eval_pairs = random.Random(1234).sample(pairs, min(eval_size, len(pairs)))
+        self.train_pairs, self.eval_pairs = split_pairs(eval_size)
 
     def sample(self, n: int, rng: random.Random) -> list[Problem]:
         out = []
