@@ -80,13 +80,15 @@ def varied_groups(rewards: list[float], group_size: int, truncated: list[bool] |
 @dataclass
 class Collected:
     """A step's rollouts: everything sampled (``seen``, logged), what is trained on (``train``), the seconds
-    spent generating, and for dynamic sampling the rounds drawn and the groups seen and kept (None without it)."""
+    spent generating, and for dynamic sampling the rounds drawn, the groups seen, those with a signal among
+    them, and those kept (None without it)."""
 
     seen: Batch
     train: Batch
     gen_s: float = 0.0
     rounds: int | None = None
     groups_seen: int | None = None
+    groups_varied: int | None = None
     groups_kept: int | None = None
 
 
@@ -96,6 +98,7 @@ def collect(run: Any) -> Collected:
     first, gen_s = rollout(run)
     if not cfg.dynamic_sampling:
         return Collected(first, first, gen_s)
+
     def signal(b: Batch) -> list[int]:
         return varied_groups(b.rewards, G, b.truncated if cfg.mask_truncated else None)
 
@@ -105,6 +108,8 @@ def collect(run: Any) -> Collected:
         seen.append(b)
         gen_s += s
         kept += [(b, g) for g in signal(b)]
+    varied = len(kept)
     kept = kept[:cfg.prompts_per_step]  # arrival order, as verl trims
     train = merged([rows_of(b, list(range(g * G, (g + 1) * G))) for b, g in kept])
-    return Collected(merged(seen), train, gen_s, len(seen), sum(len(b.rewards) // G for b in seen), len(kept))
+    return Collected(merged(seen), train, gen_s, len(seen), sum(len(b.rewards) // G for b in seen), varied,
+                     len(kept))

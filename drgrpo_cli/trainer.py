@@ -340,8 +340,7 @@ def _log_row(run: _Run, step: int, got: sampling.Collected, adv, diff, stats, fi
         "train/gen_tokens": sum(len(x) for x in got.seen.responses),
     })
     if got.rounds is not None:  # dynamic sampling: the share of groups without a signal among all drawn
-        kept = sampling.varied_groups(got.seen.rewards, G, got.seen.truncated if cfg.mask_truncated else None)
-        row.update({"train/zero_std_frac": 1 - len(kept) / got.groups_seen,
+        row.update({"train/zero_std_frac": 1 - got.groups_varied / got.groups_seen,
                     "train/ds_rounds": got.rounds, "train/ds_groups_kept": got.groups_kept})
     if stats:
         for tag, e in tag_entropy(got.train.tags, stats.row_entropy, stats.mask.sum(-1).cpu()).items():

@@ -131,7 +131,7 @@ def test_dynamic_sampling_refills_trims_and_caps():
     # round 1: problems 0-2, only 1 varies; round 2: problems 3-5, 3 and 5 vary; round 3: 6-8, 6, 7 and 8 vary
     script = {1: [1, 0], 3: [0, 1], 5: [1, 0], 6: [1, 0], 7: [0, 1], 8: [1, 0], 0: [1, 1], 2: [0, 0], 4: [1, 1]}
     got = collect(_run(script))
-    assert (got.rounds, got.groups_seen, got.groups_kept) == (2, 6, 3)
+    assert (got.rounds, got.groups_seen, got.groups_varied, got.groups_kept) == (2, 6, 3, 3)
     assert [t.split("#")[0] for t in got.train.texts] == ["1", "1", "3", "3", "5", "5"]  # arrival order
     assert got.train.rewards == [1, 0, 0, 1, 1, 0]
     assert len(got.seen.texts) == 12 and got.seen.texts[:2] == ["0#0", "0#1"]  # everything sampled is logged
@@ -146,6 +146,7 @@ def test_dynamic_sampling_refills_trims_and_caps():
     # truncated, so its group has no signal; problems 3, 5, 6 are kept
     masked = collect(_run(script, truncated={"1#1"}, mask_truncated=True))
     assert [t.split("#")[0] for t in masked.train.texts] == ["3", "3", "5", "5", "6", "6"]
+    assert (masked.rounds, masked.groups_seen, masked.groups_varied) == (3, 9, 5)  # 3, 5 then 6, 7, 8
     assert collect(_run(script, truncated={"1#1"})).train.texts[:2] == ["1#0", "1#1"]  # without: kept
     # off: one round, trained as sampled
     off = collect(_run(script, dynamic_sampling=False))
