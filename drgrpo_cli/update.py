@@ -5,8 +5,9 @@ epoch and one mini-batch (the paper's recipe) the sampling policy is the one upd
 are ``logp.detach()`` and no second forward is spent; otherwise they (and the reference model's, when
 ``beta`` > 0) are computed once, before any update. Each micro-batch's loss is normalised by its
 mini-batch's counts over its valid rows (:func:`drgrpo_cli.objectives.loss_normalizers`; ``mask_truncated``
-leaves truncated rows out of every count), so the split (:mod:`drgrpo_cli.microbatch`) never changes the gradient. A NaN/Inf loss
-or gradient norm is caught before ``opt.step()``: skipped (``skip_nonfinite``) or raised as NonFiniteUpdate.
+leaves truncated rows out of every count), so the split (:mod:`drgrpo_cli.microbatch`) never changes the
+gradient. A NaN/Inf loss or gradient norm is caught before ``opt.step()``: skipped (``skip_nonfinite``) or
+raised as NonFiniteUpdate.
 """
 
 from __future__ import annotations
@@ -70,13 +71,24 @@ class _Ctx:
     budget: int | None  # micro-batch token budget (None: a count split)
     pad_id: int
     mask: Tensor  # [N, R] on the device
+    valid: Tensor | None = None  # [N] bool on the device: the rows in the loss (policy_update)
+    groups: Tensor | None = None  # [N] on the device: each row's group (policy_update)
 
     def split(self, mb: Tensor) -> list[Tensor]:
-        """The micro-batches (row-index tensors) of the mini-batch ``mb``."""
+        """The micro-batches (row-index tensors) of the mini-batch ``mb``; none for an empty one (dynamic sampling
+        may keep fewer rows than there are mini- or micro-batches)."""
+        if not len(mb):
+            return []
         if self.cfg.micro_batches > 1:  # equal row counts (validate: it divides; fewer rows after dynamic sampling)
             return [m for m in mb.tensor_split(self.cfg.micro_batches) if len(m)]
         return microbatch.plan_micro_batches(mb, [len(p) for p in self.rows.prompts],
                                              [len(r) for r in self.rows.responses], self.budget)
+
+    def all_micro_batches(self):
+        """Every micro-batch of the batch in its original order, mini-batch by mini-batch: the split the update
+        uses, so a forward over them fits wherever the update fits."""
+        for part in torch.arange(self.mask.shape[0]).tensor_split(self.cfg.mini_batches):
+            yield from self.split(part)
 
     def score(self, m, rows: Tensor, with_entropy: bool = False):
         """(logp, entropy, mask) ``[len(rows), R]`` of the batch rows ``rows`` under model ``m``."""
@@ -92,20 +104,18 @@ def policy_update(model, ref, opt, cfg, rows: Rows, *, budget: int | None, pad_i
     model.train()
     dev = cfg.device
     mask = packing.response_mask(rows.responses).to(dev)  # [N, R]
-    ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask)
     N = mask.shape[0]
+    valid = (torch.ones(N, dtype=torch.bool) if rows.valid is None else rows.valid.bool()).to(dev)  # [N]
+    ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask, valid, torch.arange(N, device=dev) // cfg.group_size)
     old_logp, ref_logp = _fixed_logprobs(ctx)
     stats = UpdateStats(mask=mask, row_entropy=torch.zeros(N))
     adv_d = rows.adv.to(dev)
-    valid = (torch.ones(N, dtype=torch.bool) if rows.valid is None else rows.valid.bool()).to(dev)  # [N]
-    groups = torch.arange(N, device=dev) // cfg.group_size  # [N]
     for epoch in range(cfg.ppo_epochs):
         order = torch.randperm(N) if cfg.mini_batches > 1 else torch.arange(N)
         for mb in order.tensor_split(cfg.mini_batches):
             if not len(mb):  # fewer rows than mini-batches (dynamic sampling kept few groups)
                 continue
-            _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0,
-                            valid=valid, groups=groups)
+            _optimizer_step(ctx, opt, mb, adv_d, old_logp, ref_logp, stats, first_epoch=epoch == 0)
     return stats
 
 
@@ -116,11 +126,10 @@ def sequence_kl(model, ref, cfg, rows: Rows, *, budget: int | None, pad_id: int)
     mask = packing.response_mask(rows.responses).to(cfg.device)  # [N, R]
     ctx = _Ctx(cfg, model, ref, rows, budget, pad_id, mask)
     out = torch.zeros(mask.shape[0], device=cfg.device)
-    with torch.no_grad():  # in the update's micro-batches, so it fits wherever the update fits
-        for part in torch.arange(mask.shape[0]).tensor_split(cfg.mini_batches):
-            for sl in ctx.split(part) if len(part) else []:
-                k = objectives.kl_penalty(ctx.score(model, sl)[0], ctx.score(ref, sl)[0], cfg.kl_estimator)  # [n, R]
-                out[sl.to(cfg.device)] = (k * mask[sl.to(cfg.device)]).sum(-1)
+    with torch.no_grad():
+        for sl in ctx.all_micro_batches():
+            k = objectives.kl_penalty(ctx.score(model, sl)[0], ctx.score(ref, sl)[0], cfg.kl_estimator)  # [n, R]
+            out[sl.to(cfg.device)] = (k * mask[sl.to(cfg.device)]).sum(-1)
     return out, int(mask.sum().item())
 
 
@@ -135,26 +144,25 @@ def _fixed_logprobs(ctx: _Ctx) -> tuple[Tensor | None, Tensor | None]:
     with torch.no_grad():
         old_logp = None if on_policy else torch.zeros(N, R, device=dev)
         ref_logp = None if ctx.ref is None else torch.zeros(N, R, device=dev)
-        for part in torch.arange(N).tensor_split(cfg.mini_batches):
-            for sl in ctx.split(part) if len(part) else []:
-                if old_logp is not None:
-                    old_logp[sl.to(dev)] = ctx.score(ctx.model, sl)[0]
-                if ref_logp is not None:
-                    ref_logp[sl.to(dev)] = ctx.score(ctx.ref, sl)[0]
+        for sl in ctx.all_micro_batches():
+            if old_logp is not None:
+                old_logp[sl.to(dev)] = ctx.score(ctx.model, sl)[0]
+            if ref_logp is not None:
+                ref_logp[sl.to(dev)] = ctx.score(ctx.ref, sl)[0]
     return old_logp, ref_logp
 
 
 def _optimizer_step(ctx: _Ctx, opt, mb: Tensor, adv_d: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None,
-                    stats: UpdateStats, *, first_epoch: bool, valid: Tensor, groups: Tensor) -> None:
+                    stats: UpdateStats, *, first_epoch: bool) -> None:
     """One optimizer step over the mini-batch ``mb``: gradients accumulated over its micro-batches with the
     mini-batch's counts (over its valid rows), clipped, checked for NaN/Inf, applied."""
-    cfg, model, mask = ctx.cfg, ctx.model, ctx.mask
+    cfg, model, mask, valid = ctx.cfg, ctx.model, ctx.mask, ctx.valid
     opt.zero_grad(set_to_none=True)
     mb_d = mb.to(mask.device)
     mb_tokens = int(mask[mb_d].sum().item())
-    loss_mask = mask * valid.unsqueeze(-1)  # [N, R]: masked rows contribute nothing
-    norms = objectives.loss_normalizers(mask[mb_d], groups[mb_d], valid[mb_d])
-    row_of = {int(r): k for k, r in enumerate(mb.tolist())}  # batch row -> position in the mini-batch
+    norms = objectives.loss_normalizers(mask[mb_d], ctx.groups[mb_d], valid[mb_d])
+    group_tokens = torch.zeros(mask.shape[0], dtype=norms["group_tokens"].dtype, device=mask.device)  # [N]
+    group_tokens[mb_d] = norms["group_tokens"]  # each row of mb: its group's tokens within mb
     beta_loss = cfg.beta if cfg.kl_in == "loss" else 0.0  # kl_in reward: the KL went into the rewards
     mb_loss = 0.0
     for micro in ctx.split(mb):
@@ -165,10 +173,10 @@ def _optimizer_step(ctx: _Ctx, opt, mb: Tensor, adv_d: Tensor, old_logp: Tensor 
             logp, old, adv_d[micro], cfg.epsilon, cfg.epsilon_high,
             ref_logp=None if ref_logp is None or not beta_loss else ref_logp[micro], beta=beta_loss,
             ratio_level=cfg.ratio_level, policy_loss=cfg.policy_loss, mask=mask[micro], kl_estimator=cfg.kl_estimator)
-        pos = torch.tensor([row_of[int(r)] for r in micro.tolist()], device=mask.device)
-        loss = objectives.aggregate_loss(tl, loss_mask[micro], cfg.loss_agg, cfg.loss_max_tokens,
+        loss_mask = mask[micro] * valid[micro].unsqueeze(-1)  # [n, R]: a masked row contributes nothing
+        loss = objectives.aggregate_loss(tl, loss_mask, cfg.loss_agg, cfg.loss_max_tokens,
                                          num_sequences=norms["num_sequences"], num_tokens=norms["num_tokens"],
-                                         group_tokens=norms["group_tokens"][pos], num_prompts=norms["num_prompts"])
+                                         group_tokens=group_tokens[micro], num_prompts=norms["num_prompts"])
         loss.backward()
         mb_loss += loss.item()
         with torch.no_grad():
