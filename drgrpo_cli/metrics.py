@@ -120,6 +120,16 @@ def series(data: Any, key: str | None = None, *, min_step: float | None = None) 
     A step logged twice keeps its last row (as a resumed run's log is read). With ``min_step`` only rows
     with ``step >= min_step`` are kept. Raises KeyError when a DataFrame has no column ``key``.
     """
+    if not hasattr(data, "columns") and not (hasattr(data, "sort_index") and hasattr(data, "tolist")):
+        items = list(data)
+        if not (items and all(isinstance(r, dict) for r in items)):
+            return [finite(v) for v in items]
+        data = items
+    return [v for _, v in points(data, key, min_step=min_step)]
+
+
+def points(data: Any, key: str | None = None, *, min_step: float | None = None) -> list[tuple[float, float | None]]:
+    """``(step, value)`` of :func:`series`, for row dicts, a DataFrame or a Series (not a plain sequence)."""
     if hasattr(data, "columns"):  # pandas DataFrame
         if key not in data.columns:
             raise KeyError(f"no column {key!r}")
@@ -128,21 +138,23 @@ def series(data: Any, key: str | None = None, *, min_step: float | None = None) 
     elif hasattr(data, "sort_index") and hasattr(data, "tolist"):  # pandas Series
         pairs = list(zip(data.index.tolist(), data.tolist()))
     else:
-        items = list(data)
-        if not (items and all(isinstance(r, dict) for r in items)):
-            return [finite(v) for v in items]
-        pairs = [(r.get("step", i + 1), r.get(key)) for i, r in enumerate(items)]
+        pairs = [(r.get("step", i + 1), r.get(key)) for i, r in enumerate(data)]
     by_step: dict[float, Any] = {}
     for s, v in pairs:
         s = finite(s)
         if s is not None and (min_step is None or s >= min_step):
             by_step[s] = v
-    return [finite(by_step[s]) for s in sorted(by_step)]
+    return [(s, finite(by_step[s])) for s in sorted(by_step)]
 
 
 def train_series(data: Any, key: str) -> list[float | None]:
     """:func:`series` over the training rows only (``step >= 1``: not the step-0 eval-only row)."""
     return series(data, key, min_step=FIRST_TRAIN_STEP)
+
+
+def train_points(data: Any, key: str) -> list[tuple[float, float | None]]:
+    """:func:`points` over the training rows only (``step >= 1``)."""
+    return points(data, key, min_step=FIRST_TRAIN_STEP)
 
 
 def _train(data: Any, key: str) -> list[float | None]:

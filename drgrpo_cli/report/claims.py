@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from drgrpo_cli.metrics import GROWTH_FIRST, HEADLINE, final_value, finite, growth_windows, head_mean, \
-    mean, train_series
+    mean, train_points, train_series
 from drgrpo_cli.report.stats import DRGRPO_KNOBS, GRPO_KNOBS, Knobs, paired, sd
 
 __all__ = ["BOOT_DRAWS", "BOOT_SEED", "CONVERGE_FRAC", "MATCH_TOL", "ROLL", "ClaimRow", "Claims", "claim_arms",
@@ -98,16 +98,6 @@ def claim_arms(knobs: Mapping[str, Knobs | None]) -> tuple[str, str] | None:
 
 # ------------------------------------------------------------------------------------------------------
 # per run
-def train_points(rows: Rows, key: str) -> list[tuple[float, float | None]]:
-    """``(step, value)`` of the training rows (step >= 1), in step order; a step logged twice keeps its last."""
-    by_step: dict[float, Any] = {}
-    for i, r in enumerate(rows):
-        s = finite(r.get("step", i + 1))
-        if s is not None and s >= 1:
-            by_step[s] = r.get(key)
-    return [(s, finite(by_step[s])) for s in sorted(by_step)]
-
-
 def rolling(values: Sequence[float | None], window: int = ROLL) -> list[float | None]:
     """Centred rolling mean over positions ``i - window//2 .. i + (window-1)//2`` of the finite values (as
     pandas' ``rolling(window, center=True, min_periods=1)``); None where the window has no value."""
