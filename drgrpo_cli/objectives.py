@@ -14,6 +14,10 @@ Advantages (:func:`compute_advantages`), rewards flat with each prompt's ``G`` r
 * ``"none"``  - Dr. GRPO: ``r - mean_g``, exactly, never divided (TRL 0.22.0-0.22.2 shipped these two
   inverted; a test pins it). Matches oat ``critic_type=drgrpo``, TRL ``scale_rewards="none"``, verl
   ``norm_adv_by_std_in_grpo=False``.
+* ``"mean"``  - MaxRL: ``(r - b) / (mean_g + eps)``, for rewards >= 0 (a group with a signal and a mean <= 0 is
+  an error). ``baseline="loo"`` (RLOO) replaces ``mean_g`` in the numerator by the mean of the other rows,
+  with any scale. ``valid`` leaves masked rows out of every statistic (their advantage is exactly 0).
+* :func:`length_weights` (Delta-L) and :func:`overlong_penalty` (DAPO) shape advantages and rewards.
 * ``ddof=1`` (Bessel, as torch, oat, TRL and verl) and ``eps=1e-6`` (verl's; oat uses 1e-8, TRL 1e-4).
   Both are arguments because ddof 0 vs 1 rescales every advantage by sqrt(G/(G-1)) (1.07 at G=8).
 * A group whose rewards are all equal gets advantages of exactly 0 (no rounding residue, no NaN even
@@ -28,15 +32,19 @@ Token-loss aggregation (:func:`aggregate_loss`), ``token_loss`` and ``mask`` ``[
 * ``"max_tokens"`` - Dr. GRPO: ``mean_i(sum_t l*m / L_max)``, ``L_max`` one constant for the run (oat
   divides by ``generate_max_length``; TRL ``dr_grpo``; verl ``seq-mean-token-sum-norm`` with a constant).
 * ``"seq_sum"``    - ``mean_i(sum_t l*m)``, no length normalizer; verl ``seq-mean-token-sum``.
+* ``"prompt_mean"`` - ``mean_p(sum over the group's tokens / the group's tokens)``; SkyRL ``prompt_mean``.
 
 Every denominator is a *global* count, never a property of the micro-batch: ``num_sequences`` (the
-responses of the whole mini-batch) and ``num_tokens`` (its response tokens, for ``token_mean``). Summing
+responses of the whole mini-batch), ``num_tokens`` (its response tokens, for ``token_mean``), and for
+``prompt_mean`` each row's group tokens and the number of groups (:func:`loss_normalizers` counts them all,
+over valid rows only). Summing
 the per-micro-batch losses then equals the full-batch loss exactly in every mode, which is the bug TRL
 (DAPO denominator, Liger / GA) and verl (per-micro-batch ``token-mean``, padded-length norm) shipped.
 The defaults are the batch's own counts, correct when there is no accumulation. ``num_sequences``
 counts every row, empty ones included, so it is a constant of the batch shape.
 
-PPO loss (:func:`ppo_token_loss`): ``-min(rho*A, clip(rho, 1-eps, 1+eps_high)*A) + beta*k3`` per token,
+PPO loss (:func:`ppo_token_loss`; also GSPO's sequence ratio and CISPO, and the estimators of
+:func:`kl_penalty`): ``-min(rho*A, clip(rho, 1-eps, 1+eps_high)*A) + beta*k3`` per token,
 ``rho = exp(logp - old_logp)``; ``old_logp`` and ``ref_logp`` are detached here so passing an undetached
 ``old_logp`` cannot silently zero the gradient. ``k3 = exp(ref - logp) - (ref - logp) - 1`` (Schulman's
 unbiased, non-negative estimator, as DeepSeekMath/TRL/verl), not clamped.
